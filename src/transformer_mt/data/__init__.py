@@ -1,0 +1,1 @@
+"""Parallel corpora: readers, SentencePiece vocabularies, prepared arrays, batching."""

@@ -1,0 +1,1 @@
+"""Search over any model that follows the incremental-decoding protocol."""

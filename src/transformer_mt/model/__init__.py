@@ -1,0 +1,1 @@
+"""The encoder-decoder Transformer, one small module per part (plain torch.nn)."""

@@ -1,0 +1,1 @@
+"""Lightning training: the module, loss, schedules, checkpoint averaging."""

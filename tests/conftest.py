@@ -1,0 +1,18 @@
+"""Shared fixtures: where the local corpora are (tests never download)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(
+    os.environ.get("TRANSFORMER_MT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only corpora beside the project (`../shared/data`)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"local corpora not found at {SHARED_DATA}")
+    return SHARED_DATA
