@@ -1,0 +1,260 @@
+"""Decoding and forward+backward speed against Hugging Face Marian and CTranslate2, in one run.
+
+Random weights, identical dimensions (d_model 256, 3+3 layers, 4 heads, d_ff 1024, vocab 8000),
+identical random batches. Every system produces a fixed number of target tokens per sentence
+(end of sentence is blocked until the last step), so the work is the same whatever the weights.
+
+    python benchmarks/model_speed.py [--repeats 5] [--out benchmarks/results/model_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.machine import machine_info
+from transformer_mt.constants import EOS_ID
+from transformer_mt.decoding import beam_search, greedy_search
+from transformer_mt.model import Transformer, TransformerConfig
+
+D_MODEL, D_FF, HEADS, LAYERS, VOCAB = 256, 1024, 4, 3, 8000
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `repeats` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def random_batch(batch: int, src_len: int, tgt_len: int, seed: int) -> dict[str, torch.Tensor]:
+    """Random ids in [4, VOCAB) (no specials); sources end with EOS as our data pipeline does."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, VOCAB, (batch, src_len), generator=g)
+    src[:, -1] = EOS_ID
+    tgt = torch.randint(4, VOCAB, (batch, tgt_len + 1), generator=g)
+    return {"src": src, "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:]}
+
+
+def build_ours() -> Transformer:
+    config = TransformerConfig(
+        src_vocab_size=VOCAB,
+        tgt_vocab_size=VOCAB,
+        d_model=D_MODEL,
+        d_ff=D_FF,
+        num_heads=HEADS,
+        num_encoder_layers=LAYERS,
+        num_decoder_layers=LAYERS,
+        dropout=0.1,
+        share_embeddings=True,
+        tie_output=True,
+    )
+    return Transformer(config)
+
+
+def build_marian():
+    """A randomly initialised MarianMTModel of the same size (shared, tied embeddings)."""
+    from transformers import MarianConfig, MarianMTModel
+
+    config = MarianConfig(
+        vocab_size=VOCAB,
+        d_model=D_MODEL,
+        encoder_layers=LAYERS,
+        decoder_layers=LAYERS,
+        encoder_attention_heads=HEADS,
+        decoder_attention_heads=HEADS,
+        encoder_ffn_dim=D_FF,
+        decoder_ffn_dim=D_FF,
+        activation_function="relu",
+        dropout=0.1,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        max_position_embeddings=512,
+        pad_token_id=VOCAB - 1,
+        eos_token_id=EOS_ID,
+        decoder_start_token_id=VOCAB - 1,
+        scale_embedding=True,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    return MarianMTModel(config)
+
+
+class _VocabOnlyTokenizer:
+    """What CTranslate2's Marian loader reads from a tokenizer: the vocabulary and specials."""
+
+    eos_token, unk_token, pad_token = "</s>", "<unk>", "<pad>"
+    specials = {1: "<unk>", EOS_ID: "</s>", VOCAB - 1: "<pad>"}
+
+    def get_vocab(self) -> dict[str, int]:
+        return {self.specials.get(i, f"t{i}"): i for i in range(VOCAB)}
+
+
+def convert_to_ctranslate2(marian, workdir: Path):
+    """Convert the in-memory Marian model with CTranslate2's own Transformers converter."""
+    import ctranslate2
+    from ctranslate2.converters import TransformersConverter
+
+    hf_dir, ct2_dir = workdir / "hf", workdir / "ct2"
+    marian.save_pretrained(hf_dir)
+
+    class Converter(TransformersConverter):
+        def load_tokenizer(self, tokenizer_class, model_name_or_path, **kwargs):
+            return _VocabOnlyTokenizer()
+
+    Converter(str(hf_dir)).convert(str(ct2_dir), quantization="float32", force=True)
+    threads = torch.get_num_threads()
+    return ctranslate2.Translator(
+        str(ct2_dir), device="cpu", intra_threads=threads, inter_threads=1
+    )
+
+
+def decode_ours(model: Transformer, src: torch.Tensor, beam: int, out_len: int) -> int:
+    """Decode exactly `out_len` tokens + EOS per sentence; returns the tokens produced."""
+    kwargs = dict(max_len_a=0.0, max_len_b=out_len + 1, min_len=out_len + 1)
+    with torch.inference_mode():
+        if beam == 1:
+            hyps = greedy_search(model, src, **kwargs)
+            return sum(len(h.tokens) + 1 for h in hyps)
+        nbest = beam_search(model, src, beam_size=beam, **kwargs)
+        return sum(len(h[0].tokens) + 1 for h in nbest)
+
+
+def decode_marian(marian, src: torch.Tensor, beam: int, out_len: int) -> int:
+    with torch.inference_mode():
+        out = marian.generate(
+            input_ids=src,
+            attention_mask=torch.ones_like(src),
+            num_beams=beam,
+            do_sample=False,
+            max_new_tokens=out_len + 1,
+            min_new_tokens=out_len + 1,
+        )
+    return int((out.shape[1] - 1) * out.shape[0])
+
+
+def decode_ct2(translator, src: torch.Tensor, beam: int, out_len: int) -> int:
+    vocab = _VocabOnlyTokenizer.specials
+    tokens = [[vocab.get(int(i), f"t{int(i)}") for i in row] for row in src.tolist()]
+    results = translator.translate_batch(
+        tokens,
+        beam_size=beam,
+        max_decoding_length=out_len + 1,
+        min_decoding_length=out_len + 1,
+        max_batch_size=0,
+        return_end_token=True,
+    )
+    return sum(len(r.hypotheses[0]) for r in results)
+
+
+def train_step_tokens_per_s(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    params,
+    batch: dict[str, torch.Tensor],
+    repeats: int,
+) -> float:
+    """Target tokens per second of forward + label-smoothed loss + backward."""
+
+    def step() -> None:
+        logits = forward(batch)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), batch["tgt_out"].reshape(-1), label_smoothing=0.1
+        )
+        loss.backward()
+        for p in params:
+            p.grad = None
+
+    seconds = median_time(step, repeats)
+    return batch["tgt_out"].numel() / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--src-len", type=int, default=24)
+    parser.add_argument("--out-len", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/model_speed.json"))
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    ours, marian = build_ours().eval(), build_marian().eval()
+    src = random_batch(args.batch, args.src_len, args.out_len, seed=1)["src"]
+    results: dict[str, dict] = {"decoding": {}, "forward_backward": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        translator = convert_to_ctranslate2(marian, Path(tmp))
+        for beam in (1, 5):
+            row = {}
+            for name, fn in (
+                ("transformer_mt", partial(decode_ours, ours)),
+                ("hf_marian", partial(decode_marian, marian)),
+                ("ctranslate2", partial(decode_ct2, translator)),
+            ):
+                seconds = median_time(partial(fn, src, beam, args.out_len), args.repeats)
+                row[name] = {"seconds": seconds, "sentences_per_s": args.batch / seconds}
+                print(f"beam {beam} {name:15s} {args.batch / seconds:8.1f} sent/s")
+            sps = {k: v["sentences_per_s"] for k, v in row.items()}
+            row["ratio_vs_hf"] = sps["transformer_mt"] / sps["hf_marian"]
+            row["ratio_vs_ctranslate2"] = sps["transformer_mt"] / sps["ctranslate2"]
+            results["decoding"][f"beam{beam}"] = row
+
+    batch = random_batch(args.batch, args.src_len, args.out_len, seed=2)
+    ours.train()
+    marian.train()
+    hf_mask = torch.ones_like(batch["src"])
+    fb = {
+        "transformer_mt": train_step_tokens_per_s(
+            lambda b: ours(b["src"], b["tgt_in"]), list(ours.parameters()), batch, args.repeats
+        ),
+        "hf_marian": train_step_tokens_per_s(
+            lambda b: (
+                marian(
+                    input_ids=b["src"], attention_mask=hf_mask, decoder_input_ids=b["tgt_in"]
+                ).logits
+            ),
+            list(marian.parameters()),
+            batch,
+            args.repeats,
+        ),
+    }
+    fb["ratio_vs_hf"] = fb["transformer_mt"] / fb["hf_marian"]
+    results["forward_backward"] = {"target_tokens_per_s": fb}
+    print(f"forward+backward tokens/s: ours {fb['transformer_mt']:.0f}  HF {fb['hf_marian']:.0f}")
+
+    report = {
+        "benchmark": "model_speed",
+        "settings": {
+            **vars(args),
+            "out": str(args.out),
+            "d_model": D_MODEL,
+            "d_ff": D_FF,
+            "num_heads": HEADS,
+            "layers": f"{LAYERS}+{LAYERS}",
+            "vocab": VOCAB,
+            "weights": "random",
+            "fixed_output": "end of sentence blocked until out_len, then forced",
+            "statistic": f"median of {args.repeats} after 1 warm-up",
+        },
+        "machine": machine_info(),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
