@@ -4,10 +4,16 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
-SHARED_DATA = Path(
-    os.environ.get("TRANSFORMER_MT_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+_DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("TRANSFORMER_MT_TEST_DATA", _DEFAULT_DATA))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_thread() -> None:
+    """Tiny test models run faster on one intra-op thread than on a contended pool."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
