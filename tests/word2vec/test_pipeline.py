@@ -65,7 +65,7 @@ def lines(shared_data) -> tuple[list[str], list[str]]:
     def read(lang: str) -> list[str]:
         path = shared_data / "multi30k" / f"train.{lang}.gz"
         with gzip.open(path, "rt", encoding="utf-8") as f:
-            return [line.strip() for line in itertools.islice(f, 2000)]
+            return [line.strip() for line in itertools.islice(f, 1000)]
 
     return read("de"), read("en")
 
@@ -79,15 +79,15 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_joint_vocabulary(tmp_path, lines) -> None:
     src, tgt = lines
-    sp = sentencepiece(src + tgt, 600)
+    sp = sentencepiece(src + tgt, 500)
     reports = pretrain_embeddings(
         ContractTokenizer(sp, None), src, tgt, SETTINGS, tmp_path, ["dog", "Hund"]
     )
     emb = load_pretrained(tmp_path / "shared")
-    assert emb.matrix.shape == (600, 16)
+    assert emb.matrix.shape == (500, 16)
     # covered = exactly the non-special ids seen >= MIN_COUNT times, counted independently
     counts = Counter(i for seq in sp.encode(src + tgt) for i in seq)
-    expected = [i >= 4 and counts[i] >= MIN_COUNT for i in range(600)]
+    expected = [i >= 4 and counts[i] >= MIN_COUNT for i in range(500)]
     assert emb.covered.tolist() == expected
     # gensim's neighbours (by piece) agree with the cosine of the rows of those pieces' ids
     (report,) = reports
@@ -105,10 +105,10 @@ def test_joint_vocabulary(tmp_path, lines) -> None:
 
 def test_separate_vocabularies(tmp_path, lines) -> None:
     src, tgt = lines
-    tok = ContractTokenizer(sentencepiece(src, 500), sentencepiece(tgt, 400))
+    tok = ContractTokenizer(sentencepiece(src, 300), sentencepiece(tgt, 250))
     pretrain_embeddings(tok, src, tgt, SETTINGS, tmp_path)
-    assert load_pretrained(tmp_path / "src").matrix.shape == (500, 16)
-    assert load_pretrained(tmp_path / "tgt").matrix.shape == (400, 16)
+    assert load_pretrained(tmp_path / "src").matrix.shape == (300, 16)
+    assert load_pretrained(tmp_path / "tgt").matrix.shape == (250, 16)
 
 
 def test_misaligned_pieces_name_the_line() -> None:
