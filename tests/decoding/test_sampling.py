@@ -45,6 +45,13 @@ def test_filter_hand_examples(k, p, kept):
     torch.testing.assert_close(filtered[filtered.isfinite()], logits[torch.tensor(kept).bool()])
 
 
+def test_filter_mass_exactly_p_is_enough():
+    # dyadic probabilities are exact in floating point: .5 alone reaches p = .5
+    logits = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64).log()
+    assert top_k_top_p_filter(logits, 0, 0.5).isfinite().tolist() == [False, True, False]
+    assert top_k_top_p_filter(logits, 0, 0.75).isfinite().tolist() == [True, True, True]
+
+
 def test_filter_matches_reference_on_random_rows():
     gen = torch.Generator().manual_seed(0)
     logits = 2 * torch.randn(40, 7, generator=gen, dtype=torch.float64)  # (rows, V)
@@ -86,9 +93,7 @@ class StaticDecoder:
 LOGITS = torch.tensor([1.0, 0.5, 1.0, 0.0, 1.5, -0.5])  # PAD UNK BOS EOS A B
 
 
-def _first_token_frequencies(
-    temperature: float, top_k: int = 0, n: int = 8000
-) -> dict[int, float]:
+def _first_token_frequencies(temperature: float, top_k: int = 0, n: int = 8000) -> dict[int, float]:
     # max length 2: the first token is sampled (EOS blocked by min_len 1), the second is EOS
     hyps = sample(
         StaticDecoder(LOGITS), torch.ones(n, 1, dtype=torch.long), temperature=temperature,
@@ -106,7 +111,7 @@ def test_temperature_scales_the_sampled_distribution(temperature):
     freqs = _first_token_frequencies(temperature)
     assert set(freqs) <= {UNK, A, B}
     for token, weight in weights.items():
-        assert freqs.get(token, 0.0) == pytest.approx(weight / total, abs=0.02)  # ~3.5 std at n = 8000
+        assert freqs.get(token, 0.0) == pytest.approx(weight / total, abs=0.02)  # ~3.5 std
 
 
 def test_top_k_applies_to_the_allowed_tokens():
