@@ -66,20 +66,24 @@ def _prune(lprobs: Tensor, scores: Tensor, beam_size: int) -> _Candidates:
     """Top-2k extensions, which of them are finalized, and which become the next beams.
 
     lprobs `(Ba * n, V)` constrained log-probs of the next token; scores `(Ba, n)` cumulative.
+    Each beam's own top-2k tokens are taken first (adding the beam's score does not change the
+    order within a row, and the sentence's best 2k all lie among them), so the full
+    `(Ba, n * V)` sum is never formed.
     """
     num_active, n = scores.shape
-    vocab = lprobs.size(-1)
-    lprobs = lprobs.view(num_active, n * vocab)  # (Ba, n * V)
-    cand = (scores.unsqueeze(-1) + lprobs.view(num_active, n, vocab)).view(num_active, n * vocab)
-    c = min(2 * beam_size, n * vocab)
+    per_beam = min(2 * beam_size, lprobs.size(-1))
+    beam_lp, beam_tok = lprobs.topk(per_beam, dim=1)  # (Ba * n, per_beam)
+    cand = (scores.view(-1, 1) + beam_lp).view(num_active, n * per_beam)
+    c = min(2 * beam_size, n * per_beam)
     top_scores, flat = cand.topk(c, dim=1)  # (Ba, c), sorted best first
-    tokens = flat % vocab
+    tokens = beam_tok.view(num_active, -1).gather(1, flat)
     is_eos = tokens == EOS_ID
     rank = torch.arange(c, device=lprobs.device)
     final = is_eos & (rank < beam_size) & top_scores.isfinite()
     # at most n candidates end in EOS, so at least c - n do not; take them in rank order
     next_idx = (is_eos * c + rank).topk(min(beam_size, c - n), dim=1, largest=False).indices
-    return _Candidates(top_scores, flat // vocab, tokens, lprobs.gather(1, flat), final, next_idx)
+    token_scores = beam_lp.view(num_active, -1).gather(1, flat)
+    return _Candidates(top_scores, flat // per_beam, tokens, token_scores, final, next_idx)
 
 
 def _collect_final(beams: _Beams, cand: _Candidates) -> _Final | None:
