@@ -57,3 +57,19 @@ def test_greedy_and_sample_score_as_the_full_forward():
         for row, hyp in enumerate(hyps):
             expected = teacher_forced_scores(model, SRC[row][SRC[row] != PAD_ID], hyp.tokens)
             assert hyp.positional_scores == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_searches_on_cuda_match_cpu():
+    model = tiny_model("rope")
+    kwargs = {"max_len_a": 1.0, "max_len_b": 4}
+    cpu_beam = beam_search(model, SRC, beam_size=3, nbest=3, **kwargs)
+    cpu_greedy = greedy_search(model, SRC, **kwargs)
+    model.cuda()
+    gpu_beam = beam_search(model, SRC.cuda(), beam_size=3, nbest=3, **kwargs)
+    gpu_greedy = greedy_search(model, SRC.cuda(), **kwargs)
+    assert [[h.tokens for h in n] for n in gpu_beam] == [[h.tokens for h in n] for n in cpu_beam]
+    assert [h.tokens for h in gpu_greedy] == [h.tokens for h in cpu_greedy]
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    assert len(sample(model, SRC.cuda(), top_k=5, generator=gen)) == SRC.size(0)

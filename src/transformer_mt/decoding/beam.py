@@ -165,8 +165,10 @@ def beam_search(
     """Beam search for a PAD-padded batch `src_ids` `(B, S)`; per sentence the n-best, best first.
 
     See the module docstring for the exact stopping rule. EOS is forbidden before `min_len`
-    tokens have been produced; PAD and BOS are never produced. The caller puts the model in
-    eval mode.
+    tokens have been produced; PAD and BOS are never produced. A sentence gets fewer than
+    `nbest` hypotheses only when fewer could be found (a vocabulary with fewer than k
+    producible tokens leaves beams at -inf, which are carried but never finalized). The caller
+    puts the model in eval mode.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
