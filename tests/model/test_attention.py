@@ -67,8 +67,8 @@ def test_cross_attention_with_padding_matches_torch():
     pad = padding(3, 9)
     expected, _ = ref(x, memory, memory, key_padding_mask=pad)
     assert_close(ours(x, memory, attn_mask=~pad[:, None, None, :]), expected)
-    cache = ours.precompute_kv(memory)
-    assert_close(ours(x, attn_mask=~pad[:, None, None, :], cache=cache), expected)
+    static_kv = ours.precompute_kv(memory)
+    assert_close(ours(x, attn_mask=~pad[:, None, None, :], static_kv=static_kv), expected)
 
 
 def test_explicit_path_equals_sdpa_with_additive_bias():

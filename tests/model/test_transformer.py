@@ -83,6 +83,28 @@ def test_reordered_cache_equals_fresh_forward_of_reordered_batch(pos_enc, norm_f
     assert_close(continued, fresh[:, 3:])
 
 
+def test_beam_reorder_within_sentences_equals_fresh_forward():
+    """Beams of one sentence swap (cross-attention K/V stay put), then a sentence finishes."""
+    model = random_model(pos_enc="rope")
+    src, tgt = batch()
+    beam = 2
+    expand = torch.arange(3).repeat_interleave(beam)  # rows 0,0,1,1,2,2
+    tokens = (tgt[expand] + torch.arange(6)[:, None]) % 46 + 4  # each beam its own prefix
+    swap, drop_middle = torch.tensor([1, 1, 3, 2, 4, 4]), torch.tensor([0, 1, 4, 5])
+    with torch.no_grad():
+        state = model.init_incremental_state(model.encode(src).index_select(expand))
+        decode_steps(model, state, tokens[:, :2])
+        model.reorder_incremental_state(state, swap)
+        middle = decode_steps(model, state, tokens[swap, 2:4])
+        model.reorder_incremental_state(state, drop_middle)
+        last = decode_steps(model, state, tokens[swap][drop_middle, 4:])
+        history = torch.cat([tokens[swap][:, :4], torch.zeros(6, 2, dtype=torch.long)], 1)
+        history[drop_middle, 4:] = tokens[swap][drop_middle, 4:]
+        fresh = model(src[expand][swap], history)
+    assert_close(middle, fresh[:, 2:4])
+    assert_close(last, fresh[drop_middle, 4:])
+
+
 def test_cross_attention_keys_are_computed_once():
     model = random_model()
     src, tgt = batch()
