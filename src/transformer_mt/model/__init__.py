@@ -3,7 +3,7 @@
 from transformer_mt.model.attention import AttentionTrace, MultiHeadAttention, record_attention
 from transformer_mt.model.config import PRESETS, TransformerConfig
 from transformer_mt.model.embeddings import OutputProjection, TokenEmbedding
-from transformer_mt.model.state import EncoderOutput, IncrementalState, KVCache
+from transformer_mt.model.state import EncoderOutput, IncrementalState, KVStore
 from transformer_mt.model.transformer import Decoder, Encoder, Transformer
 
 __all__ = [
@@ -13,7 +13,7 @@ __all__ = [
     "Encoder",
     "EncoderOutput",
     "IncrementalState",
-    "KVCache",
+    "KVStore",
     "MultiHeadAttention",
     "OutputProjection",
     "TokenEmbedding",

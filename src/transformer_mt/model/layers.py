@@ -13,7 +13,7 @@ from transformer_mt.model.attention import MultiHeadAttention
 from transformer_mt.model.config import TransformerConfig
 from transformer_mt.model.feed_forward import PositionwiseFeedForward
 from transformer_mt.model.positional import Rotary
-from transformer_mt.model.state import KVCache
+from transformer_mt.model.state import LayerKV
 
 
 class EncoderLayer(nn.Module):
@@ -63,10 +63,10 @@ class DecoderLayer(nn.Module):
         is_causal: bool,
         cross_mask: Tensor,
         rotary: Rotary | None,
-        self_cache: KVCache | None = None,
-        cross_cache: KVCache | None = None,
+        self_cache: LayerKV | None = None,
+        cross_kv: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """x (B, T, D), memory (B, S, D) (None when cross_cache holds its K/V) -> (B, T, D).
+        """x (B, T, D), memory (B, S, D) (None when cross_kv holds its K/V) -> (B, T, D).
 
         self_mask / is_causal: the decoder's causal self-attention (mask when a positional bias
         is folded in); cross_mask (B, 1, 1, S) bool hides source padding.
@@ -79,7 +79,7 @@ class DecoderLayer(nn.Module):
             return self.dropout(out)
 
         def cross_block(h: Tensor) -> Tensor:
-            out = self.cross_attn(h, memory, attn_mask=cross_mask, cache=cross_cache)
+            out = self.cross_attn(h, memory, attn_mask=cross_mask, static_kv=cross_kv)
             return self.dropout(out)
 
         if self.norm_first:

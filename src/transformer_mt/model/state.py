@@ -14,85 +14,121 @@ from torch import Tensor
 
 @dataclass
 class EncoderOutput:
-    """memory (B, S, D) and src_key_padding_mask (B, S) bool, True = padding."""
+    """memory (B, S, D) and src_key_padding_mask (B, S) bool, True = padding.
+
+    `source_index` (B,) long says which encoded sentence each row holds (`encode` numbers them
+    0..B-1; `index_select` carries it along). Rows with equal index hold identical memory, which
+    lets `IncrementalState.reorder` skip moving cross-attention K/V between beams of one sentence.
+    """
 
     memory: Tensor
     src_key_padding_mask: Tensor
+    source_index: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.source_index is None:
+            self.source_index = torch.arange(self.memory.size(0), device=self.memory.device)
 
     def index_select(self, new_order: Tensor) -> EncoderOutput:
-        """Rows `new_order` (B',) of the batch."""
+        """Rows `new_order` (B',) of the batch, e.g. each sentence repeated beam-size times."""
         return EncoderOutput(
             self.memory.index_select(0, new_order),
             self.src_key_padding_mask.index_select(0, new_order),
+            self.source_index.index_select(0, new_order),
         )
 
 
-class KVCache:
-    """Keys and values (B, h, t, d_k) seen so far by one attention module.
+class KVStore:
+    """Self-attention keys and values of every decoder layer, time-major:
+    (capacity, L, 2, B, h, d_k) over a flat storage.
 
-    Self-attention caches grow by one step per call: they live in a buffer whose capacity
-    doubles when full, so appending a step copies that step only, not the whole history.
-    Cross-attention caches are `static`: computed once from the encoder memory.
+    Built for generation speed: appending a step writes that step only (capacity doubles when
+    full); `reorder` gathers the filled steps, which are one contiguous block, into a spare
+    storage of the same size and swaps the two, so steady-state decoding allocates nothing and
+    copies each cached step once per reorder. All layers append at position `length`; the
+    decoder calls `advance` once per step.
     """
 
-    def __init__(self, k: Tensor, v: Tensor, static: bool = False) -> None:
-        self._k, self._v, self.static = k, v, static
-        self.length = k.size(2)
+    def __init__(
+        self, num_layers: int, batch: int, num_heads: int, d_k: int, like: Tensor, capacity: int
+    ) -> None:
+        self._layers, self._heads, self._d_k = num_layers, num_heads, d_k
+        self.batch, self.length = batch, 0
+        self._storage = like.new_empty(capacity * self._step_size(batch))
+        self._spare = torch.empty_like(self._storage)
+        self._buffer = self._view(self._storage, batch)
 
-    @classmethod
-    def empty(cls, batch: int, num_heads: int, d_k: int, like: Tensor, capacity: int = 32):
-        """A self-attention cache with room for `capacity` steps before it grows."""
-        buffer = like.new_empty(2, batch, num_heads, capacity, d_k)
-        cache = cls(buffer[0], buffer[1])
-        cache.length = 0
-        return cache
+    def _step_size(self, batch: int) -> int:
+        return self._layers * 2 * batch * self._heads * self._d_k
 
-    @property
-    def k(self) -> Tensor:
-        """(B, h, t, d_k) cached keys."""
-        return self._k[:, :, : self.length]
+    def _view(self, storage: Tensor, batch: int, steps: int | None = None) -> Tensor:
+        """`storage` as (steps, L, 2, B, h, d_k); all the steps that fit when `steps` is None."""
+        step_size = self._step_size(batch)
+        steps = storage.numel() // step_size if steps is None else steps
+        shape = (steps, self._layers, 2, batch, self._heads, self._d_k)
+        return storage[: steps * step_size].view(shape)
 
-    @property
-    def v(self) -> Tensor:
-        """(B, h, t, d_k) cached values."""
-        return self._v[:, :, : self.length]
-
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Add new steps (B, h, n, d_k); returns all keys and values (B, h, t + n, d_k)."""
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write new steps (B, h, n, d_k) of `layer`; returns its keys and values so far
+        (B, h, length + n, d_k)."""
         end = self.length + k.size(2)
-        if end > self._k.size(2):
-            self._grow(max(end, 2 * self._k.size(2)))
-        self._k[:, :, self.length : end] = k
-        self._v[:, :, self.length : end] = v
-        self.length = end
-        return self.k, self.v
+        if end > self._buffer.size(0):
+            self._grow(max(end, 2 * self._buffer.size(0)))
+        kv = self._buffer[:end, layer]  # (t + n, 2, B, h, d_k)
+        kv[self.length :, 0] = k.permute(2, 0, 1, 3)
+        kv[self.length :, 1] = v.permute(2, 0, 1, 3)
+        return kv[:, 0].permute(1, 2, 0, 3), kv[:, 1].permute(1, 2, 0, 3)  # (B, h, t + n, d_k)
+
+    def advance(self, steps: int = 1) -> None:
+        """Commit the steps every layer has appended."""
+        self.length += steps
 
     def _grow(self, capacity: int) -> None:
-        batch, heads, _, d_k = self._k.shape
-        k = self._k.new_empty(batch, heads, capacity, d_k)
-        v = self._v.new_empty(batch, heads, capacity, d_k)
-        k[:, :, : self.length] = self.k
-        v[:, :, : self.length] = self.v
-        self._k, self._v = k, v
+        storage = self._storage.new_empty(capacity * self._step_size(self.batch))
+        grown = self._view(storage, self.batch)
+        grown[: self.length] = self._buffer[: self.length]
+        self._storage, self._spare, self._buffer = storage, torch.empty_like(storage), grown
 
     def reorder(self, new_order: Tensor) -> None:
-        """Keep batch rows `new_order` (B',), B' may be smaller than B."""
-        self._k = self._k.index_select(0, new_order)
-        self._v = self._v.index_select(0, new_order)
+        """Keep batch rows `new_order` (B',) of the filled steps."""
+        batch = new_order.numel()
+        if self.length * self._step_size(batch) > self._spare.numel():
+            self._spare = self._storage.new_empty(self._buffer.size(0) * self._step_size(batch))
+        rows, width = self.length * self._layers * 2, self._heads * self._d_k
+        # 3-d views (t * L * 2, B, h * d_k): index_select then copies whole rows, ~3x faster
+        filled = self._buffer[: self.length].view(rows, self.batch, width)
+        target = self._spare[: rows * batch * width].view(rows, batch, width)
+        torch.index_select(filled, 1, new_order, out=target)
+        self._storage, self._spare = self._spare, self._storage
+        self._buffer = self._view(self._storage, batch)
+        self.batch = batch
+
+
+@dataclass
+class LayerKV:
+    """One decoder layer's handle on the shared `KVStore` (what its self-attention appends to)."""
+
+    store: KVStore
+    layer: int
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """New steps (B, h, n, d_k) -> all keys and values so far (B, h, t + n, d_k)."""
+        return self.store.append(self.layer, k, v)
 
 
 @dataclass
 class IncrementalState:
     """Everything `Transformer.decode_step` needs between steps.
 
-    `self_attn[l]` / `cross_attn[l]` are decoder layer l's caches; `cross_mask` (B, 1, 1, S) bool
-    (True = attend, the SDPA convention) is built once from the encoder padding mask; `step` is
-    the number of tokens decoded so far, i.e. the position of the next token.
+    self_attn: every decoder layer's cached self-attention K/V (one `KVStore`).
+    cross_kv: (L, 2, B, h, S, d_k) cross-attention K/V, computed once from the memory.
+    cross_mask: (B, 1, 1, S) bool (True = attend, the SDPA convention), from the padding mask.
+    step: tokens decoded so far, i.e. the position of the next token.
     """
 
     encoder_out: EncoderOutput
-    self_attn: list[KVCache]
-    cross_attn: list[KVCache]
+    self_attn: KVStore
+    cross_kv: Tensor
     cross_mask: Tensor
     step: int = 0
 
@@ -102,12 +138,19 @@ class IncrementalState:
         return self.cross_mask.size(0)
 
     def reorder(self, new_order: Tensor) -> None:
-        """index_select every cached tensor on the batch dimension (fairseq contract)."""
+        """index_select every cached tensor on the batch dimension (fairseq contract).
+
+        Cross-attention K/V depend only on the source sentence: when every row keeps the same
+        source sentence (beams swapping within a sentence), they are left where they are.
+        """
         new_order = new_order.to(self.cross_mask.device)
+        self.self_attn.reorder(new_order)
+        source_index = self.encoder_out.source_index
+        if torch.equal(source_index.index_select(0, new_order), source_index):
+            return
         self.encoder_out = self.encoder_out.index_select(new_order)
         self.cross_mask = self.cross_mask.index_select(0, new_order)
-        for cache in (*self.self_attn, *self.cross_attn):
-            cache.reorder(new_order)
+        self.cross_kv = self.cross_kv.index_select(2, new_order)
 
 
 def attend_mask(src_key_padding_mask: Tensor) -> Tensor:

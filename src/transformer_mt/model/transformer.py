@@ -15,7 +15,13 @@ from transformer_mt.model.config import TransformerConfig
 from transformer_mt.model.embeddings import OutputProjection, TokenEmbedding
 from transformer_mt.model.layers import DecoderLayer, EncoderLayer
 from transformer_mt.model.positional import build_positional_encoding
-from transformer_mt.model.state import EncoderOutput, IncrementalState, KVCache, attend_mask
+from transformer_mt.model.state import (
+    EncoderOutput,
+    IncrementalState,
+    KVStore,
+    LayerKV,
+    attend_mask,
+)
 
 
 def _final_norm(config: TransformerConfig) -> nn.Module:
@@ -91,17 +97,16 @@ class Decoder(nn.Module):
             )
         return self.output(self.final_norm(x))
 
-    def init_state(self, enc: EncoderOutput) -> IncrementalState:
+    def init_state(self, enc: EncoderOutput, capacity: int = 32) -> IncrementalState:
         """Empty self-attention caches; cross-attention K/V computed once from the memory."""
-        batch = enc.memory.size(0)
-        return IncrementalState(
-            encoder_out=enc,
-            self_attn=[
-                KVCache.empty(batch, self.num_heads, self.d_k, enc.memory) for _ in self.layers
-            ],
-            cross_attn=[layer.cross_attn.precompute_kv(enc.memory) for layer in self.layers],
-            cross_mask=attend_mask(enc.src_key_padding_mask),
+        memory = enc.memory
+        cross_kv = torch.stack(
+            [torch.stack(layer.cross_attn.precompute_kv(memory)) for layer in self.layers]
+        )  # (L, 2, B, h, S, d_k)
+        store = KVStore(
+            len(self.layers), memory.size(0), self.num_heads, self.d_k, memory, capacity
         )
+        return IncrementalState(enc, store, cross_kv, attend_mask(enc.src_key_padding_mask))
 
     def step(self, prev_tokens: Tensor, state: IncrementalState) -> Tensor:
         """One token per sentence: prev_tokens (B,) -> logits (B, V); advances the caches."""
@@ -110,9 +115,8 @@ class Decoder(nn.Module):
         bias = self.positional.attention_bias(1, position + 1, position)  # past keys only
         self_mask = None if bias is None else bias[None]  # (1, h, 1, t + 1)
         rotary = self.positional.rotary(1, position)
-        for layer, self_cache, cross_cache in zip(
-            self.layers, state.self_attn, state.cross_attn, strict=True
-        ):
+        for index, layer in enumerate(self.layers):
+            cross_kv = state.cross_kv[index]  # (2, B, h, S, d_k)
             x = layer(
                 x,
                 None,
@@ -120,9 +124,10 @@ class Decoder(nn.Module):
                 is_causal=False,
                 cross_mask=state.cross_mask,
                 rotary=rotary,
-                self_cache=self_cache,
-                cross_cache=cross_cache,
+                self_cache=LayerKV(state.self_attn, index),
+                cross_kv=(cross_kv[0], cross_kv[1]),
             )
+        state.self_attn.advance(1)
         state.step = position + 1
         return self.output(self.final_norm(x[:, 0]))
 
@@ -166,17 +171,21 @@ class Transformer(nn.Module):
         """Full causal pass over tgt_in_ids (B, T) -> logits (B, T, V)."""
         return self.decoder(tgt_in_ids, enc)
 
-    def init_incremental_state(self, enc: EncoderOutput) -> IncrementalState:
-        """Caches for step-by-step decoding of the sentences in `enc`."""
-        return self.decoder.init_state(enc)
+    @torch.no_grad()
+    def init_incremental_state(self, enc: EncoderOutput, capacity: int = 32) -> IncrementalState:
+        """Caches for step-by-step decoding of the sentences in `enc` (room for `capacity`
+        steps before the self-attention cache grows; pass the maximum output length)."""
+        return self.decoder.init_state(enc, capacity)
 
+    @torch.no_grad()
     def decode_step(self, prev_tokens: Tensor, state: IncrementalState) -> Tensor:
         """prev_tokens (B,) (bos at step 0) -> next-token logits (B, V); appends to the cache.
 
-        Meant for generation under `torch.inference_mode()` / `no_grad()`.
+        For generation: runs without autograd (train with the full `forward`).
         """
         return self.decoder.step(prev_tokens, state)
 
+    @torch.no_grad()
     def reorder_incremental_state(self, state: IncrementalState, new_order: Tensor) -> None:
         """Keep rows `new_order` (B',) of every cached tensor (B' may be < B), in place."""
         state.reorder(new_order)
