@@ -38,7 +38,7 @@ class PrefixDecoder:
     def encode(self, src_ids: Tensor) -> Tensor:
         return src_ids.clone()
 
-    def init_incremental_state(self, enc: Tensor) -> dict[str, Tensor]:
+    def init_incremental_state(self, enc: Tensor, capacity: int) -> dict[str, Tensor]:
         return {"src": enc, "prefix": enc.new_empty(enc.size(0), 0)}
 
     def decode_step(self, prev_tokens: Tensor, state: dict[str, Tensor]) -> Tensor:

@@ -79,7 +79,7 @@ class StaticDecoder:
     def encode(self, src_ids):
         return src_ids
 
-    def init_incremental_state(self, enc):
+    def init_incremental_state(self, enc, capacity):
         return None
 
     def decode_step(self, prev_tokens, state):

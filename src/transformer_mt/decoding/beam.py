@@ -17,7 +17,10 @@ the hypotheses found, never which ones are found (as in fairseq). Unlike fairseq
 finalized hypothesis is kept (a step may take a sentence past k), so the n-best is chosen among
 all of them. Equal scores keep finalization order: earlier step first, then higher raw score.
 The first step runs one row per sentence (all beams would be identical) and the state is then
-expanded to k rows by `reorder_incremental_state` with repeated indices.
+expanded to k rows by `reorder_incremental_state` with repeated indices. The beams of a sentence
+stay adjacent rows and later reorders move rows only within a sentence (or drop whole
+sentences), so a model can keep one copy of per-sentence state, such as the Transformer's
+cross-attention keys and values, for all of its beams.
 """
 
 from typing import NamedTuple
@@ -150,7 +153,7 @@ def _nbest(
     return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in pool]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(
     model: IncrementalDecoder,
     src_ids: Tensor,
@@ -179,7 +182,7 @@ def beam_search(
     if batch_size == 0:
         return []
     max_lens = max_output_lengths(src_ids, max_len_a, max_len_b)  # (B,)
-    state = model.init_incremental_state(model.encode(src_ids))
+    state = model.init_incremental_state(model.encode(src_ids), int(max_lens.max()))
     device = src_ids.device
     empty = torch.empty(batch_size, 1, 0, device=device)
     beams = _Beams(

@@ -15,7 +15,7 @@ PickToken = Callable[[Tensor], Tensor]
 """Chooses the next token `(R,)` from constrained log-probabilities `(R, V)`."""
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def decode_single_path(
     model: IncrementalDecoder,
     src_ids: Tensor,
@@ -37,7 +37,7 @@ def decode_single_path(
         return []
     max_lens = max_output_lengths(src_ids, max_len_a, max_len_b)  # (B,)
     total = int(max_lens.max())
-    state = model.init_incremental_state(model.encode(src_ids))
+    state = model.init_incremental_state(model.encode(src_ids), total)
     tokens = src_ids.new_full((batch_size, total), PAD_ID)  # (B, T), EOS included
     scores = torch.zeros(batch_size, total, device=src_ids.device)  # (B, T) log p per token
     lengths = max_lens.clone()  # (B,) every row ends with EOS at max_len at the latest

@@ -25,8 +25,12 @@ class IncrementalDecoder(Protocol):
         """Encode a PAD-padded source batch `(B, S)` once."""
         ...
 
-    def init_incremental_state(self, enc: Any) -> Any:
-        """A fresh decoding state for the `B` sentences of `enc` (no tokens decoded yet)."""
+    def init_incremental_state(self, enc: Any, capacity: int) -> Any:
+        """A fresh decoding state for the `B` sentences of `enc` (no tokens decoded yet).
+
+        `capacity`: the most `decode_step` calls the search will make on it (its maximum
+        output length), so caches can be allocated once; a hint, never a limit.
+        """
         ...
 
     def decode_step(self, prev_tokens: Tensor, state: Any) -> Tensor:
@@ -40,6 +44,7 @@ class IncrementalDecoder(Protocol):
         """Keep row `new_order[i]` of the state as row `i` (index_select on dim 0, in place).
 
         `new_order` `(R',)` long may repeat rows (beams expanded from one sentence) and may be
-        shorter than the current batch (finished sentences leave).
+        shorter than the current batch (finished sentences leave). The searches keep the rows
+        of one sentence adjacent, which lets a model share per-sentence state among them.
         """
         ...

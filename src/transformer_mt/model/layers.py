@@ -70,6 +70,8 @@ class DecoderLayer(nn.Module):
 
         self_mask / is_causal: the decoder's causal self-attention (mask when a positional bias
         is folded in); cross_mask (B, 1, 1, S) bool hides source padding.
+        cross_kv: K/V (Bs, h, S, d_k) of Bs sentences whose rows are adjacent in x (B = Bs * g,
+        g rows each, e.g. beams); cross_mask is then (Bs, 1, 1, S).
         """
 
         def self_block(h: Tensor) -> Tensor:
@@ -79,8 +81,12 @@ class DecoderLayer(nn.Module):
             return self.dropout(out)
 
         def cross_block(h: Tensor) -> Tensor:
-            out = self.cross_attn(h, memory, attn_mask=cross_mask, static_kv=cross_kv)
-            return self.dropout(out)
+            if cross_kv is None:
+                return self.dropout(self.cross_attn(h, memory, attn_mask=cross_mask))
+            # rows of one sentence are adjacent: its queries attend to one copy of its K/V
+            grouped = h.reshape(cross_kv[0].size(0), -1, h.size(-1))  # (Bs, R / Bs * T, D)
+            out = self.cross_attn(grouped, attn_mask=cross_mask, static_kv=cross_kv)
+            return self.dropout(out.view(h.shape))
 
         if self.norm_first:
             x = x + self_block(self.norm1(x))

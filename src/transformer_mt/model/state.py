@@ -17,8 +17,8 @@ class EncoderOutput:
     """memory (B, S, D) and src_key_padding_mask (B, S) bool, True = padding.
 
     `source_index` (B,) long says which encoded sentence each row holds (`encode` numbers them
-    0..B-1; `index_select` carries it along). Rows with equal index hold identical memory, which
-    lets `IncrementalState.reorder` skip moving cross-attention K/V between beams of one sentence.
+    0..B-1; `index_select` carries it along). Adjacent rows with equal index hold identical
+    memory: `init_incremental_state` computes their cross-attention K/V once and shares it.
     """
 
     memory: Tensor
@@ -120,9 +120,17 @@ class LayerKV:
 class IncrementalState:
     """Everything `Transformer.decode_step` needs between steps.
 
-    self_attn: every decoder layer's cached self-attention K/V (one `KVStore`).
-    cross_kv: (L, 2, B, h, S, d_k) cross-attention K/V, computed once from the memory.
-    cross_mask: (B, 1, 1, S) bool (True = attend, the SDPA convention), from the padding mask.
+    Rows of the decoder batch (R = Bs * group) come in runs of `group` adjacent rows that decode
+    the same source sentence (beams of one sentence); the Bs sentences keep one copy each of
+    their cross-attention K/V, which the decoder's grouped cross-attention reads for every row
+    of the run. Reorders that keep each row within its sentence therefore move nothing but the
+    self-attention cache.
+
+    encoder_out: the Bs sentences' encoder output (memory (Bs, S, D)).
+    self_attn: every decoder layer's cached self-attention K/V for the R rows (one `KVStore`).
+    cross_kv: (L, 2, Bs, h, S, d_k) cross-attention K/V, computed once from the memory.
+    cross_mask: (Bs, 1, 1, S) bool (True = attend, the SDPA convention), from the padding mask.
+    group: rows per sentence; row r decodes sentence r // group.
     step: tokens decoded so far, i.e. the position of the next token.
     """
 
@@ -130,27 +138,45 @@ class IncrementalState:
     self_attn: KVStore
     cross_kv: Tensor
     cross_mask: Tensor
+    group: int = 1
     step: int = 0
 
     @property
     def batch_size(self) -> int:
         """Rows currently in the active batch."""
-        return self.cross_mask.size(0)
+        return self.self_attn.batch
 
     def reorder(self, new_order: Tensor) -> None:
-        """index_select every cached tensor on the batch dimension (fairseq contract).
+        """Row i becomes old row new_order[i] (fairseq contract; new_order (R',) long).
 
-        Cross-attention K/V depend only on the source sentence: when every row keeps the same
-        source sentence (beams swapping within a sentence), they are left where they are.
+        The self-attention cache is index_selected; the per-sentence tensors only when the set
+        or the order of sentences changes (e.g. finished sentences leave the batch).
         """
         new_order = new_order.to(self.cross_mask.device)
         self.self_attn.reorder(new_order)
-        source_index = self.encoder_out.source_index
-        if torch.equal(source_index.index_select(0, new_order), source_index):
+        sentences, group = sentence_runs(torch.div(new_order, self.group, rounding_mode="floor"))
+        self.group = group
+        if sentences.numel() == self.cross_mask.size(0) and torch.equal(
+            sentences, torch.arange(sentences.numel(), device=sentences.device)
+        ):
             return
-        self.encoder_out = self.encoder_out.index_select(new_order)
-        self.cross_mask = self.cross_mask.index_select(0, new_order)
-        self.cross_kv = self.cross_kv.index_select(2, new_order)
+        self.encoder_out = self.encoder_out.index_select(sentences)
+        self.cross_mask = self.cross_mask.index_select(0, sentences)
+        self.cross_kv = self.cross_kv.index_select(2, sentences)
+
+
+def sentence_runs(ids: Tensor) -> tuple[Tensor, int]:
+    """Split rows (R,) into equal runs of one value: (value of each run (R / g,), g).
+
+    Rows whose runs differ in length are not grouped: (ids, 1). E.g. [4, 4, 7, 7] -> ([4, 7], 2)
+    and [4, 4, 7] -> ([4, 4, 7], 1).
+    """
+    if ids.numel() == 0:
+        return ids, 1
+    values, counts = torch.unique_consecutive(ids, return_counts=True)
+    if bool((counts == counts[0]).all()):
+        return values, int(counts[0])
+    return ids, 1
 
 
 def attend_mask(src_key_padding_mask: Tensor) -> Tensor:

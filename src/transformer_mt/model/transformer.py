@@ -21,6 +21,7 @@ from transformer_mt.model.state import (
     KVStore,
     LayerKV,
     attend_mask,
+    sentence_runs,
 )
 
 
@@ -98,15 +99,20 @@ class Decoder(nn.Module):
         return self.output(self.final_norm(x))
 
     def init_state(self, enc: EncoderOutput, capacity: int = 32) -> IncrementalState:
-        """Empty self-attention caches; cross-attention K/V computed once from the memory."""
+        """Empty self-attention caches; cross-attention K/V computed once from the memory, once
+        per run of adjacent rows that hold the same sentence (`enc.source_index`)."""
+        rows = enc.memory.size(0)
+        _, group = sentence_runs(enc.source_index)
+        if group > 1:  # one row per sentence: (Bs, S, D)
+            enc = enc.index_select(torch.arange(0, rows, group, device=enc.memory.device))
         memory = enc.memory
         cross_kv = torch.stack(
             [torch.stack(layer.cross_attn.precompute_kv(memory)) for layer in self.layers]
-        )  # (L, 2, B, h, S, d_k)
-        store = KVStore(
-            len(self.layers), memory.size(0), self.num_heads, self.d_k, memory, capacity
+        )  # (L, 2, Bs, h, S, d_k)
+        store = KVStore(len(self.layers), rows, self.num_heads, self.d_k, memory, capacity)
+        return IncrementalState(
+            enc, store, cross_kv, attend_mask(enc.src_key_padding_mask), group=group
         )
-        return IncrementalState(enc, store, cross_kv, attend_mask(enc.src_key_padding_mask))
 
     def step(self, prev_tokens: Tensor, state: IncrementalState) -> Tensor:
         """One token per sentence: prev_tokens (B,) -> logits (B, V); advances the caches."""
@@ -116,7 +122,7 @@ class Decoder(nn.Module):
         self_mask = None if bias is None else bias[None]  # (1, h, 1, t + 1)
         rotary = self.positional.rotary(1, position)
         for index, layer in enumerate(self.layers):
-            cross_kv = state.cross_kv[index]  # (2, B, h, S, d_k)
+            cross_kv = state.cross_kv[index]  # (2, Bs, h, S, d_k)
             x = layer(
                 x,
                 None,
