@@ -4,13 +4,19 @@ Random weights, identical dimensions (d_model 256, 3+3 layers, 4 heads, d_ff 102
 identical random batches. Every system produces a fixed number of target tokens per sentence
 (end of sentence is blocked until the last step), so the work is the same whatever the weights.
 
-    python benchmarks/model_speed.py [--repeats 5] [--out benchmarks/results/model_speed.json]
+    PYTHONPATH=src python -m benchmarks.model_speed [--repeats 5] [--threads 1]
+
+Every system runs with the same number of intra-op threads (default 1). On a shared machine a
+second thread is worse than useless: each parallel region waits for the slowest thread, and a
+thread the OS has given to someone else stalls it (we saw one greedy decode take 0.9 s with one
+thread and 3-13 s with two at load average 3). The load average is recorded before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -29,15 +35,18 @@ from transformer_mt.model import Transformer, TransformerConfig
 D_MODEL, D_FF, HEADS, LAYERS, VOCAB = 256, 1024, 4, 3, 8000
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `repeats` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict:
+    """Median wall time of each function over `repeats` rounds that call every function once
+    (after one warm-up call each), so a change in machine load hits all systems alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def random_batch(batch: int, src_len: int, tgt_len: int, seed: int) -> dict[str, torch.Tensor]:
@@ -161,13 +170,12 @@ def decode_ct2(translator, src: torch.Tensor, beam: int, out_len: int) -> int:
     return sum(len(r.hypotheses[0]) for r in results)
 
 
-def train_step_tokens_per_s(
+def train_step(
     forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
-    params,
+    params: list[torch.nn.Parameter],
     batch: dict[str, torch.Tensor],
-    repeats: int,
-) -> float:
-    """Target tokens per second of forward + label-smoothed loss + backward."""
+) -> Callable[[], None]:
+    """One forward + label-smoothed loss + backward on `batch` (gradients then dropped)."""
 
     def step() -> None:
         logits = forward(batch)
@@ -178,8 +186,7 @@ def train_step_tokens_per_s(
         for p in params:
             p.grad = None
 
-    seconds = median_time(step, repeats)
-    return batch["tgt_out"].numel() / seconds
+    return step
 
 
 def main() -> None:
@@ -188,9 +195,12 @@ def main() -> None:
     parser.add_argument("--src-len", type=int, default=24)
     parser.add_argument("--out-len", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads, every system")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/model_speed.json"))
     args = parser.parse_args()
 
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     torch.manual_seed(0)
     ours, marian = build_ours().eval(), build_marian().eval()
     src = random_batch(args.batch, args.src_len, args.out_len, seed=1)["src"]
@@ -198,13 +208,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         translator = convert_to_ctranslate2(marian, Path(tmp))
         for beam in (1, 5):
+            systems = {
+                "transformer_mt": partial(decode_ours, ours, src, beam, args.out_len),
+                "hf_marian": partial(decode_marian, marian, src, beam, args.out_len),
+                "ctranslate2": partial(decode_ct2, translator, src, beam, args.out_len),
+            }
             row = {}
-            for name, fn in (
-                ("transformer_mt", partial(decode_ours, ours)),
-                ("hf_marian", partial(decode_marian, marian)),
-                ("ctranslate2", partial(decode_ct2, translator)),
-            ):
-                seconds = median_time(partial(fn, src, beam, args.out_len), args.repeats)
+            for name, seconds in interleaved_median_times(systems, args.repeats).items():
                 row[name] = {"seconds": seconds, "sentences_per_s": args.batch / seconds}
                 print(f"beam {beam} {name:15s} {args.batch / seconds:8.1f} sent/s")
             sps = {k: v["sentences_per_s"] for k, v in row.items()}
@@ -216,11 +226,11 @@ def main() -> None:
     ours.train()
     marian.train()
     hf_mask = torch.ones_like(batch["src"])
-    fb = {
-        "transformer_mt": train_step_tokens_per_s(
-            lambda b: ours(b["src"], b["tgt_in"]), list(ours.parameters()), batch, args.repeats
+    steps = {
+        "transformer_mt": train_step(
+            lambda b: ours(b["src"], b["tgt_in"]), list(ours.parameters()), batch
         ),
-        "hf_marian": train_step_tokens_per_s(
+        "hf_marian": train_step(
             lambda b: (
                 marian(
                     input_ids=b["src"], attention_mask=hf_mask, decoder_input_ids=b["tgt_in"]
@@ -228,9 +238,10 @@ def main() -> None:
             ),
             list(marian.parameters()),
             batch,
-            args.repeats,
         ),
     }
+    tokens = batch["tgt_out"].numel()
+    fb = {k: tokens / t for k, t in interleaved_median_times(steps, args.repeats).items()}
     fb["ratio_vs_hf"] = fb["transformer_mt"] / fb["hf_marian"]
     results["forward_backward"] = {"target_tokens_per_s": fb}
     print(f"forward+backward tokens/s: ours {fb['transformer_mt']:.0f}  HF {fb['hf_marian']:.0f}")
@@ -247,7 +258,8 @@ def main() -> None:
             "vocab": VOCAB,
             "weights": "random",
             "fixed_output": "end of sentence blocked until out_len, then forced",
-            "statistic": f"median of {args.repeats} after 1 warm-up",
+            "statistic": f"median of {args.repeats} interleaved rounds after 1 warm-up",
+            "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
         },
         "machine": machine_info(),
         "results": results,

@@ -43,13 +43,12 @@ def step_log_probs(logits: Tensor, step: int, min_len: int, at_max: Tensor) -> T
     (this overrides min_len).
     """
     lprobs = torch.log_softmax(logits.float(), dim=-1)
-    eos = lprobs[:, EOS_ID].clone()  # (R,)
+    if bool(at_max.any()):  # those rows: -inf everywhere but EOS
+        eos = lprobs[at_max, EOS_ID]  # (R_max,)
+        lprobs[at_max] = -torch.inf
+        lprobs[at_max, EOS_ID] = eos
     lprobs[:, PAD_ID] = -torch.inf
     lprobs[:, BOS_ID] = -torch.inf
     if step < min_len:
-        lprobs[:, EOS_ID] = -torch.inf
-    if bool(at_max.any()):
-        forced = torch.full_like(lprobs, -torch.inf)
-        forced[:, EOS_ID] = eos
-        lprobs = torch.where(at_max.unsqueeze(1), forced, lprobs)
+        lprobs[~at_max, EOS_ID] = -torch.inf
     return lprobs

@@ -44,16 +44,17 @@ class KVStore:
 
     Built for generation speed: appending a step writes that step only (capacity doubles when
     full); `reorder` gathers the filled steps, which are one contiguous block, into a spare
-    storage of the same size and swaps the two, so steady-state decoding allocates nothing and
-    copies each cached step once per reorder. All layers append at position `length`; the
-    decoder calls `advance` once per step.
+    storage and swaps the two, so steady-state decoding allocates nothing and copies each cached
+    step once per reorder. Both storages hold `capacity` steps of the largest batch seen (beams
+    expanded from one row per sentence) and are reused as the batch shrinks. All layers append
+    at position `length`; the decoder calls `advance` once per step.
     """
 
     def __init__(
         self, num_layers: int, batch: int, num_heads: int, d_k: int, like: Tensor, capacity: int
     ) -> None:
         self._layers, self._heads, self._d_k = num_layers, num_heads, d_k
-        self.batch, self.length = batch, 0
+        self.batch, self.length, self.capacity = batch, 0, capacity
         self._storage = like.new_empty(capacity * self._step_size(batch))
         self._spare = torch.empty_like(self._storage)
         self._buffer = self._view(self._storage, batch)
@@ -84,6 +85,7 @@ class KVStore:
         self.length += steps
 
     def _grow(self, capacity: int) -> None:
+        self.capacity = capacity
         storage = self._storage.new_empty(capacity * self._step_size(self.batch))
         grown = self._view(storage, self.batch)
         grown[: self.length] = self._buffer[: self.length]
@@ -92,8 +94,8 @@ class KVStore:
     def reorder(self, new_order: Tensor) -> None:
         """Keep batch rows `new_order` (B',) of the filled steps."""
         batch = new_order.numel()
-        if self.length * self._step_size(batch) > self._spare.numel():
-            self._spare = self._storage.new_empty(self._buffer.size(0) * self._step_size(batch))
+        if self.capacity * self._step_size(batch) > self._spare.numel():
+            self._spare = self._storage.new_empty(self.capacity * self._step_size(batch))
         rows, width = self.length * self._layers * 2, self._heads * self._d_k
         # 3-d views (t * L * 2, B, h * d_k): index_select then copies whole rows, ~3x faster
         filled = self._buffer[: self.length].view(rows, self.batch, width)
