@@ -1,0 +1,182 @@
+"""The encoder-decoder Transformer (Vaswani et al., 2017) assembled from its parts.
+
+`Transformer.forward` is the teacher-forced training pass. Generation uses `encode`, then
+`init_incremental_state` and one `decode_step` per token: each decoder layer appends the new
+token's self-attention K/V to its cache, cross-attention K/V are computed once from the memory,
+and beams are reordered with `reorder_incremental_state` (fairseq's contract).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from transformer_mt.model.config import TransformerConfig
+from transformer_mt.model.embeddings import OutputProjection, TokenEmbedding
+from transformer_mt.model.layers import DecoderLayer, EncoderLayer
+from transformer_mt.model.positional import build_positional_encoding
+from transformer_mt.model.state import EncoderOutput, IncrementalState, KVCache, attend_mask
+
+
+def _final_norm(config: TransformerConfig) -> nn.Module:
+    """Pre-norm leaves the residual stream un-normalised, so each stack ends with a LayerNorm."""
+    return nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
+
+
+def _with_causal(bias: Tensor) -> Tensor:
+    """(h, T, T) positional bias -> (1, h, T, T) with -inf above the diagonal."""
+    length = bias.size(-1)
+    future = torch.ones(length, length, dtype=torch.bool, device=bias.device).triu(1)
+    return bias.masked_fill(future, float("-inf"))[None]
+
+
+class Encoder(nn.Module):
+    """Embedding + positions, N encoder layers (+ final LayerNorm for pre-norm)."""
+
+    def __init__(self, config: TransformerConfig, embedding: TokenEmbedding) -> None:
+        super().__init__()
+        self.pad_id = config.pad_id
+        self.embedding = embedding
+        self.positional = build_positional_encoding(config, causal=False)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_encoder_layers))
+        self.final_norm = _final_norm(config)
+
+    def forward(self, src_ids: Tensor) -> EncoderOutput:
+        """src_ids (B, S) -> memory (B, S, D) and the padding mask (B, S)."""
+        padding = src_ids.eq(self.pad_id)  # (B, S)
+        length = src_ids.size(1)
+        x = self.dropout(self.positional(self.embedding(src_ids)))
+        mask = attend_mask(padding)  # (B, 1, 1, S) bool
+        bias = self.positional.attention_bias(length, length)
+        if bias is not None:  # fold padding into the additive bias: (B, h, S, S)
+            mask = torch.where(mask, bias[None], float("-inf"))
+        rotary = self.positional.rotary(length)
+        for layer in self.layers:
+            x = layer(x, mask, rotary)
+        return EncoderOutput(self.final_norm(x), padding)
+
+
+class Decoder(nn.Module):
+    """Embedding + positions, N decoder layers (+ final LayerNorm), output projection."""
+
+    def __init__(
+        self, config: TransformerConfig, embedding: TokenEmbedding, output: OutputProjection
+    ) -> None:
+        super().__init__()
+        self.num_heads, self.d_k = config.num_heads, config.d_k
+        self.embedding = embedding
+        self.positional = build_positional_encoding(config, causal=True)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_decoder_layers))
+        self.final_norm = _final_norm(config)
+        self.output = output
+
+    def forward(self, tgt_in_ids: Tensor, enc: EncoderOutput) -> Tensor:
+        """Full causal pass: tgt_in_ids (B, T) -> logits (B, T, V)."""
+        length = tgt_in_ids.size(1)
+        x = self.dropout(self.positional(self.embedding(tgt_in_ids)))
+        bias = self.positional.attention_bias(length, length)
+        self_mask = None if bias is None else _with_causal(bias)  # (1, h, T, T)
+        cross_mask = attend_mask(enc.src_key_padding_mask)  # (B, 1, 1, S)
+        rotary = self.positional.rotary(length)
+        for layer in self.layers:
+            x = layer(
+                x,
+                enc.memory,
+                self_mask=self_mask,
+                is_causal=bias is None,
+                cross_mask=cross_mask,
+                rotary=rotary,
+            )
+        return self.output(self.final_norm(x))
+
+    def init_state(self, enc: EncoderOutput) -> IncrementalState:
+        """Empty self-attention caches; cross-attention K/V computed once from the memory."""
+        batch = enc.memory.size(0)
+        return IncrementalState(
+            encoder_out=enc,
+            self_attn=[
+                KVCache.empty(batch, self.num_heads, self.d_k, enc.memory) for _ in self.layers
+            ],
+            cross_attn=[layer.cross_attn.precompute_kv(enc.memory) for layer in self.layers],
+            cross_mask=attend_mask(enc.src_key_padding_mask),
+        )
+
+    def step(self, prev_tokens: Tensor, state: IncrementalState) -> Tensor:
+        """One token per sentence: prev_tokens (B,) -> logits (B, V); advances the caches."""
+        position = state.step
+        x = self.dropout(self.positional(self.embedding(prev_tokens[:, None]), position))
+        bias = self.positional.attention_bias(1, position + 1, position)  # past keys only
+        self_mask = None if bias is None else bias[None]  # (1, h, 1, t + 1)
+        rotary = self.positional.rotary(1, position)
+        for layer, self_cache, cross_cache in zip(
+            self.layers, state.self_attn, state.cross_attn, strict=True
+        ):
+            x = layer(
+                x,
+                None,
+                self_mask=self_mask,
+                is_causal=False,
+                cross_mask=state.cross_mask,
+                rotary=rotary,
+                self_cache=self_cache,
+                cross_cache=cross_cache,
+            )
+        state.step = position + 1
+        return self.output(self.final_norm(x[:, 0]))
+
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer: src_ids (B, S), tgt_in_ids (B, T) -> logits (B, T, V)."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        src_embedding = TokenEmbedding(config.src_vocab_size, config.d_model, config.pad_id)
+        tgt_embedding = (
+            src_embedding
+            if config.share_embeddings
+            else TokenEmbedding(config.tgt_vocab_size, config.d_model, config.pad_id)
+        )
+        output = OutputProjection(
+            config.d_model, config.tgt_vocab_size, tgt_embedding if config.tie_output else None
+        )
+        self.encoder = Encoder(config, src_embedding)
+        self.decoder = Decoder(config, tgt_embedding, output)
+        self._init_linear_layers()
+
+    def _init_linear_layers(self) -> None:
+        """Xavier-uniform weights and zero biases, as the paper's reference code (tensor2tensor);
+        embeddings and position tables keep their own N(0, d_model^-0.5) init."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, src_ids: Tensor, tgt_in_ids: Tensor) -> Tensor:
+        """Teacher-forced pass: src_ids (B, S), tgt_in_ids (B, T) -> logits (B, T, V_tgt)."""
+        return self.decoder(tgt_in_ids, self.encoder(src_ids))
+
+    def encode(self, src_ids: Tensor) -> EncoderOutput:
+        """src_ids (B, S) -> EncoderOutput(memory (B, S, D), src_key_padding_mask (B, S))."""
+        return self.encoder(src_ids)
+
+    def decode(self, tgt_in_ids: Tensor, enc: EncoderOutput) -> Tensor:
+        """Full causal pass over tgt_in_ids (B, T) -> logits (B, T, V)."""
+        return self.decoder(tgt_in_ids, enc)
+
+    def init_incremental_state(self, enc: EncoderOutput) -> IncrementalState:
+        """Caches for step-by-step decoding of the sentences in `enc`."""
+        return self.decoder.init_state(enc)
+
+    def decode_step(self, prev_tokens: Tensor, state: IncrementalState) -> Tensor:
+        """prev_tokens (B,) (bos at step 0) -> next-token logits (B, V); appends to the cache.
+
+        Meant for generation under `torch.inference_mode()` / `no_grad()`.
+        """
+        return self.decoder.step(prev_tokens, state)
+
+    def reorder_incremental_state(self, state: IncrementalState, new_order: Tensor) -> None:
+        """Keep rows `new_order` (B',) of every cached tensor (B' may be < B), in place."""
+        state.reorder(new_order)
