@@ -95,3 +95,40 @@ def _global_step(path: Path) -> int:
     if "global_step" not in checkpoint:
         raise ValueError(f"{path} has no 'global_step': not a Lightning training checkpoint")
     return int(checkpoint["global_step"])
+
+
+def resolve_checkpoints(
+    ckpt_path: str | Path | Sequence[str | Path], average_last: int | None
+) -> list[Path]:
+    """The checkpoint files that ``evaluate.py ckpt_path=... average_last=...`` means.
+
+    - a file: that checkpoint (``average_last`` must be unset);
+    - a run directory: its ``last.ckpt``, or with ``average_last=N`` its last N checkpoints;
+    - a list of files: all of them, or with ``average_last=N`` the N latest of them by step.
+    """
+    if isinstance(ckpt_path, str | Path):
+        path = Path(ckpt_path)
+        if path.is_file():
+            if average_last not in (None, 1):
+                raise ValueError(
+                    f"average_last={average_last} needs a run directory or a list of "
+                    f"checkpoints; {path} is a single file"
+                )
+            return [path]
+        if not path.is_dir():
+            raise FileNotFoundError(f"ckpt_path: no such file or directory: {path}")
+        if average_last is not None:
+            return last_checkpoints(path, average_last)
+        lasts = sorted(path.rglob("last.ckpt"))
+        if not lasts:
+            raise FileNotFoundError(f"no last.ckpt under {path}: give a file or average_last=N")
+        return lasts[:1]
+    paths = [Path(p) for p in ckpt_path]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"ckpt_path: no such checkpoint(s): {', '.join(missing)}")
+    if average_last is None:
+        return paths
+    if not 1 <= average_last <= len(paths):
+        raise ValueError(f"average_last={average_last} but {len(paths)} checkpoints were given")
+    return sorted(paths, key=_global_step)[-average_last:]
