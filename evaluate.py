@@ -8,6 +8,7 @@ Examples:
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -74,9 +75,8 @@ def report(scores: CorpusScores, n: int) -> None:
     Console().print(table)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
-def main(cfg: DictConfig) -> float | None:
-    """Write hypotheses (input order) and scores.json into the output dir; return BLEU."""
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Write hypotheses (input order) and, given references, scores.json; return the scores."""
     check_config(OmegaConf.to_container(cfg, resolve=True), {})
     module, paths = load_module(cfg)
     sources, references = read_inputs(cfg)
@@ -85,7 +85,7 @@ def main(cfg: DictConfig) -> float | None:
     write_text_atomic(out / "hypotheses.txt", "".join(h + "\n" for h in hypotheses))
     log.info("hypotheses: %s", out / "hypotheses.txt")
     if references is None:
-        return None
+        return {}
     tokenize = cfg.bleu_tokenize or module.hparams.bleu_tokenize
     scores = corpus_scores(hypotheses, references, bleu_tokenize=tokenize)
     report(scores, len(sources))
@@ -98,7 +98,14 @@ def main(cfg: DictConfig) -> float | None:
         "input": cfg.input or f"{cfg.split} split",
     }
     write_text_atomic(out / "scores.json", json.dumps(summary, indent=2, ensure_ascii=False))
-    return scores.bleu
+    log.info("scores: %s", out / "scores.json")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns BLEU when references are given."""
+    return evaluate(cfg).get("bleu")
 
 
 if __name__ == "__main__":
