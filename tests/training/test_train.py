@@ -1,11 +1,17 @@
 """End to end on a Multi30k slice: train -> checkpoint -> evaluate, exact resume, W&B offline."""
 
 import csv
+import io
 import json
+import os
 from pathlib import Path
 
+import pytest
 import sacrebleu
+import torch
+from hydra.utils import instantiate
 
+from transformer_mt.training.averaging import load_checkpoint
 from transformer_mt.utils.io import read_lines
 
 
@@ -83,3 +89,78 @@ def test_evaluate_averages_a_run_and_scores_a_text_file(
     hyps = read_lines(tmp_path / "eval" / "hypotheses.txt")
     assert len(hyps) == 20
     assert saved["ter"] == sacrebleu.corpus_ter(hyps, [read_lines(ref)]).score
+
+
+def test_resume_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> None:
+    """Stopped after epoch 1 and resumed from last.ckpt, a run logs the same losses and ends
+    with the same weights as one never stopped (dropout on; optimizer, schedule, step, data
+    order all restored)."""
+    probe = train_cfg()
+    datamodule = instantiate(probe.data)
+    datamodule.setup("fit")
+    epoch = len(datamodule.train_dataloader())
+    common = ["test=false", "model.dropout=0.3", f"trainer.val_check_interval={epoch}"]
+    full, part, resumed = tmp_path / "full", tmp_path / "part", tmp_path / "resumed"
+    train_entry.train(train_cfg(*common, f"trainer.max_steps={2 * epoch}", out=full))
+    train_entry.train(train_cfg(*common, f"trainer.max_steps={epoch}", out=part))
+    last = part / "checkpoints" / "last.ckpt"
+    train_entry.train(
+        train_cfg(*common, f"trainer.max_steps={2 * epoch}", f"ckpt_path={last}", out=resumed)
+    )
+    want, got = _logged(_metrics(full), "train/loss"), _logged(_metrics(resumed), "train/loss")
+    assert sorted(got) == list(range(epoch, 2 * epoch))
+    assert got == {step: want[step] for step in got}
+    final = f"step_{2 * epoch:07d}.ckpt"
+    weights = load_checkpoint(full / "checkpoints" / final)["state_dict"]
+    for name, value in load_checkpoint(resumed / "checkpoints" / "last.ckpt")["state_dict"].items():
+        assert torch.equal(value, weights[name]), name
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="mid-epoch position: needs a stateful train DataLoader (state_dict/load_state_dict) "
+    "from the data module; Lightning otherwise restarts the interrupted epoch",
+)
+def test_resume_mid_epoch_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> None:
+    probe = train_cfg()
+    datamodule = instantiate(probe.data)
+    datamodule.setup("fit")
+    epoch = len(datamodule.train_dataloader())
+    half = epoch // 2
+    common = ["test=false", f"trainer.val_check_interval={half}"]
+    full, part, resumed = tmp_path / "full", tmp_path / "part", tmp_path / "resumed"
+    train_entry.train(train_cfg(*common, f"trainer.max_steps={epoch}", out=full))
+    train_entry.train(train_cfg(*common, f"trainer.max_steps={half}", out=part))
+    last = part / "checkpoints" / "last.ckpt"
+    train_entry.train(
+        train_cfg(*common, f"trainer.max_steps={epoch}", f"ckpt_path={last}", out=resumed)
+    )
+    want, got = _logged(_metrics(full), "train/loss"), _logged(_metrics(resumed), "train/loss")
+    assert got == {step: want[step] for step in got}
+
+
+def test_wandb_runs_offline_without_a_key_and_is_finished_on_failure(
+    train_cfg, train_entry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wandb
+
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_SILENT", "WANDB_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no `wandb login`
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # a login prompt would fail, not wait
+    run = tmp_path / "run"
+    train_entry.train(train_cfg("logger=wandb", "test=false", out=run))
+    assert os.environ["WANDB_MODE"] == "offline"
+    offline_runs = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
+    assert wandb.run is None
+
+    broken = tmp_path / "broken"
+    with pytest.raises(FileNotFoundError):
+        train_entry.train(
+            train_cfg("logger=wandb", f"ckpt_path={tmp_path / 'missing.ckpt'}", out=broken)
+        )
+    assert list((broken / "wandb").glob("offline-run-*"))  # the run had started
+    assert wandb.run is None  # and was finished, so a sweep's next job gets its own
