@@ -57,8 +57,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def data_overrides(corpus: dict[str, Path], with_test: bool = True) -> list[str]:
-    splits = ("train", "val", "test") if with_test else ("train", "val")
+def data_overrides(corpus: dict[str, Path]) -> list[str]:
+    splits = ("train", "val", "test")
     files = [
         f"data.corpus.{s}_{side}={corpus[f'{s}.{lang}']}"
         for s in splits
@@ -111,22 +111,25 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
 
 
 @pytest.fixture
-def train_cfg(
+def tiny_overrides(
     tiny_corpus: dict[str, Path], cache_dir: Path, shared_data: Path, tmp_path: Path
-) -> Callable[..., DictConfig]:
-    """The real train config shrunk to a seconds-long CPU run writing under tmp_path."""
+) -> list[str]:
+    """Command-line overrides that shrink the real train config to a seconds-long CPU run."""
+    paths = [
+        f"paths.data_dir={shared_data}",
+        f"paths.cache_dir={cache_dir}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    ]
+    return [*data_overrides(tiny_corpus), *TINY_TRAINING, *paths]
 
-    def make(*overrides: str, out: Path | None = None, with_test: bool = True) -> DictConfig:
-        out = out or tmp_path / "run"
-        paths = [
-            f"paths.data_dir={shared_data}",
-            f"paths.cache_dir={cache_dir}",
-            f"paths.output_dir={out}",
-            f"paths.log_dir={tmp_path / 'logs'}",
-        ]
-        return compose_config(
-            "train", [*data_overrides(tiny_corpus, with_test), *TINY_TRAINING, *paths, *overrides]
-        )
+
+@pytest.fixture
+def train_cfg(tiny_overrides: list[str], tmp_path: Path) -> Callable[..., DictConfig]:
+    """The real train config shrunk (``tiny_overrides``), writing under tmp_path/run."""
+
+    def make(*overrides: str, out: Path | None = None) -> DictConfig:
+        output = f"paths.output_dir={out or tmp_path / 'run'}"
+        return compose_config("train", [*tiny_overrides, output, *overrides])
 
     return make
 
@@ -153,5 +156,16 @@ def eval_cfg(tmp_path: Path, shared_data: Path, cache_dir: Path) -> Callable[...
             f"paths.log_dir={tmp_path / 'logs'}",
         ]
         return compose_config("evaluate", [*paths, "max_tokens=500", *overrides])
+
+    return make
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """Compose a config by name with overrides (output paths under tmp_path)."""
+
+    def make(name: str, *overrides: str) -> DictConfig:
+        paths = [f"paths.output_dir={tmp_path / 'out'}", f"paths.log_dir={tmp_path / 'logs'}"]
+        return compose_config(name, [*paths, *overrides])
 
     return make
