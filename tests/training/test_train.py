@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 
 from transformer_mt.training.averaging import load_checkpoint
+from transformer_mt.training.module import TranslationModule
 from transformer_mt.utils.io import read_lines
 
 
@@ -37,6 +38,11 @@ def test_train_checkpoint_evaluate_round_trip(
     assert len(_logged(rows, "train/loss")) == 6 and _logged(rows, "train/lr")
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and {"step_0000003.ckpt", "step_0000006.ckpt"} <= set(ckpts)
+    # hyper-parameters are plain values: Lightning's own loader rebuilds model and tokenizer
+    restored = TranslationModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert set(restored.hparams) >= {"transformer", "label_smoothing", "src_lang", "tgt_lang"}
+    assert not {"optimizer", "scheduler", "search"} & set(restored.hparams)
+    assert restored.hparams.transformer["src_vocab_size"] == restored.tokenizer.src_vocab_size
 
     # the last checkpoint alone re-translates the val split: same BLEU as logged at step 6
     scores = evaluate_entry.evaluate(
@@ -89,6 +95,16 @@ def test_evaluate_averages_a_run_and_scores_a_text_file(
     hyps = read_lines(tmp_path / "eval" / "hypotheses.txt")
     assert len(hyps) == 20
     assert saved["ter"] == sacrebleu.corpus_ter(hyps, [read_lines(ref)]).score
+
+    # no reference: hypotheses only, in input order; a reference of another length is refused
+    (tmp_path / "eval" / "scores.json").unlink()
+    assert evaluate_entry.evaluate(eval_cfg(f"ckpt_path={run}", f"input={src}")) == {}
+    assert len(read_lines(tmp_path / "eval" / "hypotheses.txt")) == 20
+    assert not (tmp_path / "eval" / "scores.json").exists()
+    short = tmp_path / "short.de"
+    short.write_text("eins\nzwei\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"test\.en has 20 lines but .*short\.de has 2"):
+        evaluate_entry.evaluate(eval_cfg(f"ckpt_path={run}", f"input={src}", f"reference={short}"))
 
 
 def test_resume_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> None:
