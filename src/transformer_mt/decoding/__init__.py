@@ -1,1 +1,16 @@
 """Search over any model that follows the incremental-decoding protocol."""
+
+from transformer_mt.decoding.beam import beam_search
+from transformer_mt.decoding.greedy import greedy_search
+from transformer_mt.decoding.hypothesis import Hypothesis
+from transformer_mt.decoding.protocol import IncrementalDecoder
+from transformer_mt.decoding.sampling import sample, top_k_top_p_filter
+
+__all__ = [
+    "Hypothesis",
+    "IncrementalDecoder",
+    "beam_search",
+    "greedy_search",
+    "sample",
+    "top_k_top_p_filter",
+]

@@ -1,0 +1,243 @@
+"""The LightningModule that joins the Transformer, the data's tokenizer and decoding.
+
+Hyper-parameters are plain values (the Transformer's fields, loss and scoring settings, the
+translation direction); the SentencePiece models travel in the checkpoint under "tokenizer".
+So a checkpoint alone rebuilds the model and translates raw text (``from_checkpoint``).
+"""
+
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from transformer_mt.constants import PAD_ID
+from transformer_mt.data.batching import Batch
+from transformer_mt.data.tokenizer import Tokenizer
+from transformer_mt.decoding import greedy_search
+from transformer_mt.model import Transformer, TransformerConfig
+from transformer_mt.training.loss import label_smoothed_nll_loss
+from transformer_mt.training.metrics import corpus_scores, gather_translations
+from transformer_mt.training.translate import SearchFn, decode_batch, translate_lines
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
+
+
+class TranslationModule(L.LightningModule):
+    """Trains a Transformer with label-smoothed cross-entropy; scores BLEU/chrF by decoding.
+
+    Args:
+        transformer: the fields of ``TransformerConfig``; without the vocabulary sizes the
+            model is built in ``setup`` from the datamodule's tokenizer.
+        optimizer: builds the optimizer from the parameters (a ``_partial_`` config node).
+        scheduler: builds a per-update LR scheduler from the optimizer, or None.
+        search: decoding used for validation/test BLEU and ``translate`` (default greedy).
+        label_smoothing: epsilon of the smoothed targets (paper: 0.1).
+        seed: with the step, seeds dropout so a resumed run draws the same masks.
+        src_lang / tgt_lang: the direction, kept in the checkpoint.
+        bleu_tokenize: sacrebleu's BLEU tokenizer (``zh`` for a Chinese target).
+        num_sample_translations: validation sentences logged with their translation.
+    """
+
+    def __init__(
+        self,
+        transformer: dict[str, Any],
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        search: SearchFn | None = None,
+        label_smoothing: float = 0.1,
+        seed: int = 0,
+        src_lang: str | None = None,
+        tgt_lang: str | None = None,
+        bleu_tokenize: str = "13a",
+        num_sample_translations: int = 3,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "search"], logger=False)
+        self.model: Transformer | None = None
+        if "src_vocab_size" in transformer:  # otherwise the data's tokenizer sets it in setup
+            self.model = Transformer(TransformerConfig(**transformer))
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.search: SearchFn = search or partial(greedy_search)
+        self.tokenizer: Tokenizer | None = None
+        self._sums: dict[str, Tensor] = {}  # stage -> [loss_sum, nll_sum, tokens]
+        self._decoded: dict[str, list[tuple[int, str]]] = {}
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: dict[str, Any], search: SearchFn | None = None
+    ) -> "TranslationModule":
+        """Rebuild model and tokenizer from a loaded (possibly averaged) checkpoint dict."""
+        module = cls(**checkpoint["hyper_parameters"], search=search)
+        module.load_state_dict(checkpoint["state_dict"])
+        module.on_load_checkpoint(checkpoint)
+        return module.eval()
+
+    # ---- data and checkpoints -------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Take the tokenizer from the datamodule; build the model once its vocabulary is known.
+
+        Lightning calls this after ``prepare_data``/``setup`` of the datamodule on every rank
+        and before restoring a checkpoint, so the vocabulary sizes come from the data.
+        """
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and getattr(datamodule, "tokenizer", None) is not None:
+            self.tokenizer = datamodule.tokenizer
+        if self.model is not None:
+            return
+        if self.tokenizer is None:
+            raise RuntimeError("the vocabulary sizes are unknown: fit with a TranslationDataModule")
+        self.hparams.transformer = {
+            **self.hparams.transformer,
+            "src_vocab_size": self.tokenizer.src_vocab_size,
+            "tgt_vocab_size": self.tokenizer.tgt_vocab_size,
+        }
+        self.model = Transformer(TransformerConfig(**self.hparams.transformer))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.tokenizer is None:
+            raise RuntimeError("no tokenizer to save: train with a TranslationDataModule")
+        checkpoint["tokenizer"] = self.tokenizer.to_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "tokenizer" in checkpoint:
+            self.tokenizer = Tokenizer.from_state(checkpoint["tokenizer"])
+
+    # ---- training -------------------------------------------------------------------------
+    def forward(self, src_ids: Tensor, tgt_in_ids: Tensor) -> Tensor:
+        """Logits (B, T, V) for teacher-forced targets."""
+        return self.model(src_ids, tgt_in_ids)
+
+    def _losses(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        logits = self(batch.src_ids, batch.tgt_in_ids)  # (B, T, V)
+        return label_smoothed_nll_loss(
+            logits, batch.tgt_out_ids, self.hparams.label_smoothing, PAD_ID
+        )
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        # Dropout draws from a seed fixed by (seed, rank, step, batch), as fairseq seeds each
+        # update: a run resumed from a checkpoint draws exactly the masks it would have drawn.
+        key = f"{self.hparams.seed}/{self.global_rank}/{self.global_step}/{batch_idx}".encode()
+        torch.manual_seed(int.from_bytes(hashlib.blake2b(key, digest_size=7).digest(), "big"))
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss_sum, _ = self._losses(batch)
+        loss = loss_sum / max(batch.num_tgt_tokens, 1)  # per target token
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.num_tgt_tokens)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        if self.optimizer_factory is None:
+            raise RuntimeError("TranslationModule was built without an optimizer factory")
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer)
+        # stepped after every optimizer update, as the paper's and fairseq's schedules are
+        config = {"scheduler": scheduler, "interval": "step", "frequency": 1, "name": "train/lr"}
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    # ---- validation and test ----------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval("test")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval("test")
+
+    def _start_eval(self, stage: str) -> None:
+        self._sums[stage] = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self._decoded[stage] = []
+
+    def _eval_step(self, batch: Batch, stage: str) -> None:
+        loss_sum, nll_sum = self._losses(batch)
+        step_sums = torch.stack([loss_sum.double(), nll_sum.double()])
+        tokens = torch.tensor([batch.num_tgt_tokens], dtype=torch.float64, device=self.device)
+        self._sums[stage] += torch.cat([step_sums, tokens])
+        if self.trainer.sanity_checking or self.tokenizer is None:
+            return  # BLEU is meaningless on the two sanity batches
+        hyps = self.tokenizer.decode_tgt(decode_batch(self.model, self.search, batch.src_ids))
+        self._decoded[stage].extend(zip(batch.indices.tolist(), hyps, strict=True))
+
+    def _end_eval(self, stage: str) -> None:
+        loss_sum, nll_sum, tokens = self.trainer.strategy.reduce(
+            self._sums[stage], reduce_op="sum"
+        ).tolist()
+        tokens = max(tokens, 1.0)
+        self.log(f"{stage}/loss", loss_sum / tokens, sync_dist=False)
+        self.log(f"{stage}/ppl", math.exp(min(nll_sum / tokens, 50.0)), sync_dist=False)
+        if self.trainer.sanity_checking or self.tokenizer is None:
+            return
+        translations = gather_translations(self._decoded.pop(stage))
+        self._score(stage, translations)
+
+    def _score(self, stage: str, translations: dict[int, str]) -> None:
+        datamodule = self.trainer.datamodule
+        references = datamodule.references(stage)
+        if translations and max(translations) >= len(references):
+            raise ValueError(
+                f"{stage}: decoded line index {max(translations)} but only {len(references)} "
+                "references: Batch.indices must index the split's references"
+            )
+        lines = sorted(translations)  # all lines, unless limit_{stage}_batches cut the split
+        hyps, refs = [translations[i] for i in lines], [references[i] for i in lines]
+        scores = corpus_scores(hyps, refs, bleu_tokenize=self.hparams.bleu_tokenize)
+        self.log(f"{stage}/bleu", scores.bleu, sync_dist=False, prog_bar=stage == "val")
+        self.log(f"{stage}/chrf", scores.chrf, sync_dist=False)
+        if self.trainer.is_global_zero:
+            coverage = f"{len(lines)}/{len(references)} lines"
+            log.info("%s step %d (%s): BLEU %.2f [%s] chrF %.2f [%s]", stage, self.global_step,
+                     coverage, scores.bleu, scores.bleu_signature, scores.chrf,
+                     scores.chrf_signature)  # fmt: skip
+            self._log_samples(stage, datamodule.sources(stage), refs, hyps, lines)
+
+    def _log_samples(
+        self,
+        stage: str,
+        sources: Sequence[str],
+        refs: Sequence[str],
+        hyps: Sequence[str],
+        lines: Sequence[int],
+    ) -> None:
+        rows = [
+            [self.global_step, lines[k], sources[lines[k]], refs[k], hyps[k]]
+            for k in range(min(self.hparams.num_sample_translations, len(lines)))
+        ]
+        for _, line, src, ref, hyp in rows:
+            log.info("%s line %d\n  SRC %s\n  REF %s\n  HYP %s", stage, line, src, ref, hyp)
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                columns = ["step", "line", "source", "reference", "hypothesis"]
+                logger.log_text(key=f"{stage}/samples", columns=columns, data=rows)
+
+    # ---- inference --------------------------------------------------------------------------
+    def translate(self, lines: Sequence[str], max_tokens: int = 4096) -> list[str]:
+        """Translate raw source lines with ``self.search``; output in input order."""
+        if self.tokenizer is None:
+            raise RuntimeError("no tokenizer: load a checkpoint or attach a datamodule first")
+        return translate_lines(
+            self.model, self.tokenizer, self.search, lines, max_tokens=max_tokens,
+            device=self.device,
+        )  # fmt: skip
