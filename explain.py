@@ -1,0 +1,44 @@
+"""Follow one sentence through every matrix of the Transformer (the tutorial's 我喜欢小狗).
+
+Examples:
+  python explain.py                                        # tiny seeded model, d_model = 4
+  python explain.py text="我 喜欢 小狗" tiny.src_level=word pos_enc=alibi step=encoder.0
+  python explain.py ckpt_path=<run>/checkpoints/last.ckpt text="我喜欢小狗。" decoding=beam
+"""
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from transformer_mt.explain import explain, load_model, render, tiny_model, write_dump, write_html
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="explain")
+def main(cfg: DictConfig) -> None:
+    """Trace `text`, print the steps, write explain.npz/.json and explain.html."""
+    if cfg.ckpt_path:
+        model, tokenizer = load_model(cfg.ckpt_path)
+    else:
+        fields = OmegaConf.to_container(cfg.model, resolve=True)
+        model, tokenizer = tiny_model(cfg.text, **cfg.tiny, **fields)
+    model.to(cfg.device)
+    explanation = explain(
+        model, tokenizer, cfg.text, search=instantiate(cfg.decoding), top_k=cfg.top_k
+    )
+    view = dict(decimals=cfg.decimals, max_rows=cfg.max_rows, max_cols=cfg.max_cols)
+    if cfg.print:
+        render(explanation, step=cfg.step, **view)
+    out = Path(cfg.output_dir)
+    index = write_dump(explanation, out)
+    report = write_html(explanation, out / "explain.html", **view)
+    log.info("translation: %s", explanation.translation)
+    log.info("tensors: %s (+ %s), report: %s", index.with_suffix(".npz"), index.name, report)
+
+
+if __name__ == "__main__":
+    main()
