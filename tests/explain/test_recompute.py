@@ -125,5 +125,7 @@ def test_dump_alone_gives_encoder_output_and_logits(tmp_path, pos_enc, norm_firs
     prefix = torch.tensor([[BOS_ID] + [c["chosen"][1] for c in dump.index["choices"][:-1]]])
     assert_close(dump[f"{act}.ids"], prefix[0])
     with torch.no_grad():
-        assert_close(logits, model(src_ids, prefix)[0, -1])
+        # float32 summation order differs between plain algebra and the fused kernels; a
+        # d_model = 4 LayerNorm amplifies it to ~1e-5 on logits of order 1.
+        assert_close(logits, model(src_ids, prefix)[0, -1], rtol=1e-5, atol=1e-4)
     assert_close(torch.softmax(logits, -1), dump[f"{act}.probs"])
