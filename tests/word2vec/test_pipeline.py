@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from rich.console import Console
 
@@ -151,3 +152,13 @@ def test_entry_point_explain(tmp_path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=True,
     ).stdout  # fmt: skip
     assert f"total loss L = {expected_toy_loss():.4f}" in out
+
+
+@pytest.mark.parametrize("data", ["multi30k_de_en", "tatoeba_zh_en"])
+def test_entry_point_config_resolves_with_a_data_config(data: str, monkeypatch) -> None:
+    """The data configs interpolate `paths.*`, so the entry point must compose that group."""
+    monkeypatch.setenv("TRANSFORMER_MT_DATA", "/data/root")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("pretrain_embeddings", overrides=[f"data={data}"], return_hydra_config=True)
+    HydraConfig().set_config(cfg)  # as a real run, so ${hydra:...} defaults resolve
+    assert cfg.data.data_root == "/data/root"
