@@ -133,12 +133,9 @@ def test_resume_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="mid-epoch position: needs a stateful train DataLoader (state_dict/load_state_dict) "
-    "from the data module; Lightning otherwise restarts the interrupted epoch",
-)
 def test_resume_mid_epoch_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> None:
+    """Stopped half-way through epoch 0, a resumed run trains on exactly the remaining batches
+    (the train loader's position is in the checkpoint) and ends with the same weights."""
     probe = train_cfg()
     datamodule = instantiate(probe.data)
     datamodule.setup("fit")
@@ -153,7 +150,11 @@ def test_resume_mid_epoch_continues_exactly(train_cfg, train_entry, tmp_path: Pa
         train_cfg(*common, f"trainer.max_steps={epoch}", f"ckpt_path={last}", out=resumed)
     )
     want, got = _logged(_metrics(full), "train/loss"), _logged(_metrics(resumed), "train/loss")
+    assert sorted(got) == list(range(half, epoch))
     assert got == {step: want[step] for step in got}
+    weights = load_checkpoint(full / "checkpoints" / "last.ckpt")["state_dict"]
+    for name, value in load_checkpoint(resumed / "checkpoints" / "last.ckpt")["state_dict"].items():
+        assert torch.equal(value, weights[name]), name
 
 
 def test_wandb_runs_offline_without_a_key_and_is_finished_on_failure(
