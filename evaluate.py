@@ -22,7 +22,7 @@ from transformer_mt.training.averaging import (
     load_checkpoint,
     resolve_checkpoints,
 )
-from transformer_mt.training.metrics import CorpusScores, corpus_scores
+from transformer_mt.training.metrics import corpus_scores
 from transformer_mt.training.module import TranslationModule
 from transformer_mt.utils.config_check import check_config
 from transformer_mt.utils.io import read_lines, write_text_atomic
@@ -65,13 +65,29 @@ def read_inputs(cfg: DictConfig) -> tuple[list[str], list[str] | None]:
     return datamodule.sources(cfg.split), datamodule.references(cfg.split)
 
 
-def report(scores: CorpusScores, n: int) -> None:
+def score(hypotheses: list[str], references: list[str], tokenize: str) -> dict[str, float | str]:
+    """Cased detokenized BLEU, chrF and TER, and tokenized-lowercased BLEU beside them.
+
+    Papers on Multi30k (and WMT before sacreBLEU) report BLEU on tokenized, lowercased text;
+    sacrebleu's own tokenizer (13a, or `tokenize` as chosen) with lowercase=True is the
+    reproducible stand-in, and its signature (`case:lc`) says so.
+    """
+    cased = corpus_scores(hypotheses, references, bleu_tokenize=tokenize)
+    lowercased = corpus_scores(hypotheses, references, bleu_tokenize=tokenize, lowercase=True)
+    return {
+        **cased.as_dict(),
+        "bleu_lc": lowercased.bleu,
+        "bleu_lc_signature": lowercased.bleu_signature,
+    }
+
+
+def report(scores: dict[str, float | str], n: int) -> None:
     table = Table(title=f"{n} sentences")
     for column in ("metric", "score", "sacrebleu signature"):
         table.add_column(column)
-    table.add_row("BLEU", f"{scores.bleu:.2f}", scores.bleu_signature)
-    table.add_row("chrF", f"{scores.chrf:.2f}", scores.chrf_signature)
-    table.add_row("TER", f"{scores.ter:.2f}", scores.ter_signature)
+    rows = {"BLEU": "bleu", "BLEU lowercased": "bleu_lc", "chrF": "chrf", "TER": "ter"}
+    for name, key in rows.items():
+        table.add_row(name, f"{scores[key]:.2f}", str(scores[f"{key}_signature"]))
     Console().print(table)
 
 
@@ -87,10 +103,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if references is None:
         return {}
     tokenize = cfg.bleu_tokenize or module.hparams.bleu_tokenize
-    scores = corpus_scores(hypotheses, references, bleu_tokenize=tokenize)
+    scores = score(hypotheses, references, tokenize)
     report(scores, len(sources))
     summary = {
-        **scores.as_dict(),
+        **scores,
         "num_sentences": len(sources),
         "checkpoints": [str(p) for p in paths],
         "direction": [module.hparams.src_lang, module.hparams.tgt_lang],

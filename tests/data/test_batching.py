@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,32 @@ def test_invalid_arguments():
         TokenBatchSampler(np.ones(3), np.ones(3), 10, rank=2, world_size=2)
     with pytest.raises(ValueError, match="max_tokens=0"):
         TokenBatchSampler(np.ones(3), np.ones(3), 0)
+
+
+@pytest.mark.parametrize("world_size", [1, 3])
+@pytest.mark.parametrize("consumed", [0, 1, 7])
+def test_restored_sampler_yields_exactly_the_remaining_batches(world_size: int, consumed: int):
+    src, tgt = _random_lengths(1500)
+    make = lambda rank: TokenBatchSampler(src, tgt, 700, seed=5, rank=rank, world_size=world_size)  # noqa: E731
+    interrupted = make(0)
+    interrupted.set_epoch(2)
+    taken = [b.tolist() for b in islice(interrupted, consumed)]
+    state = interrupted.state_dict()  # rank 0's: every rank has consumed as many batches
+    for rank in range(world_size):
+        full, resumed = make(rank), make(rank)
+        resumed.load_state_dict(state)  # a fresh process: the epoch comes from the state
+        remaining = [b.tolist() for b in resumed]
+        if rank == 0:
+            assert taken + remaining == _epoch(full, 2)
+        assert remaining == _epoch(full, 2)[consumed:]
+        assert _epoch(resumed, 3) == _epoch(full, 3)  # later epochs start at their first batch
+        assert _epoch(resumed, 2) == _epoch(full, 2)  # the restored position is used once
+
+
+def test_restoring_a_state_from_other_batches_is_refused():
+    src, tgt = _random_lengths(300)
+    state = TokenBatchSampler(src, tgt, 700, seed=1).state_dict()
+    with pytest.raises(ValueError, match=r"world_size\) = .* differ from this run's"):
+        TokenBatchSampler(src, tgt, 700, seed=2).load_state_dict(state)
+    with pytest.raises(ValueError, match="end-of-epoch checkpoint"):
+        TokenBatchSampler(src, tgt, 700, seed=1, world_size=2).load_state_dict(state)

@@ -79,34 +79,52 @@ def test_missing_test_split_is_reported(module):
 
 
 class _Recorder(L.LightningModule):
-    """Records the pair indices of each training epoch (no model)."""
+    """Records the epoch and pair indices of each training step (no model)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.epochs: list[list[int]] = []
-
-    def on_train_epoch_start(self) -> None:
-        self.epochs.append([])
+        self.steps: list[tuple[int, list[int]]] = []
 
     def training_step(self, batch, batch_idx):
-        self.epochs[-1] += batch.indices.tolist()
+        self.steps.append((self.current_epoch, batch.indices.tolist()))
         return (self.weight * 0).sum()
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
+def _trainer(tmp_path: Path, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        limit_val_batches=0, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, use_distributed_sampler=False,
+        accelerator="cpu", **{"enable_checkpointing": False, **kwargs},
+    )  # fmt: skip
+
+
 def test_lightning_sets_the_epoch_on_our_sampler(module, tmp_path: Path):
     recorder = _Recorder()
-    trainer = L.Trainer(
-        max_epochs=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-        use_distributed_sampler=False, accelerator="cpu",
-    )  # fmt: skip
-    trainer.fit(recorder, datamodule=module)
-    first, second = recorder.epochs
+    _trainer(tmp_path, max_epochs=2).fit(recorder, datamodule=module)
+    first, second = ([i for e, b in recorder.steps if e == epoch for i in b] for epoch in (0, 1))
     assert first != second and sorted(first) == sorted(second)
+
+
+def test_lightning_resumes_mid_epoch_with_the_remaining_batches(module, tmp_path: Path):
+    """Workers prefetch batches ahead of the loop; the checkpoint counts only those trained on."""
+    module.num_workers = 2
+    full = _Recorder()
+    _trainer(tmp_path, max_epochs=2).fit(full, datamodule=module)
+    steps_per_epoch = len(full.steps) // 2
+    half = steps_per_epoch // 2
+    every = L.pytorch.callbacks.ModelCheckpoint(tmp_path / "ckpt", every_n_train_steps=half)
+    part = _Recorder()
+    _trainer(tmp_path, max_steps=half, callbacks=[every], enable_checkpointing=True).fit(
+        part, datamodule=module
+    )
+    resumed = _Recorder()
+    (checkpoint,) = (tmp_path / "ckpt").glob("*.ckpt")
+    _trainer(tmp_path, max_epochs=2).fit(resumed, datamodule=module, ckpt_path=checkpoint)
+    assert len(part.steps) == half and part.steps + resumed.steps == full.steps
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,27 @@ def test_train_checkpoint_evaluate_round_trip(
     refs = read_lines(tiny_corpus["val.de"])
     assert len(hyps) == 40
     assert scores["bleu"] == sacrebleu.corpus_bleu(hyps, [refs]).score
+    lowercased = sacrebleu.corpus_bleu(hyps, [refs], lowercase=True, tokenize="13a").score
+    assert scores["bleu_lc"] == lowercased and "case:lc" in scores["bleu_lc_signature"]
     assert scores["direction"] == ["en", "de"]
+
+
+def test_lowercased_bleu_is_reported_beside_cased_bleu(evaluate_entry) -> None:
+    """On hand-written lines: case and spacing of punctuation cost cased BLEU only; the
+    lowercased figure is sacrebleu's with lowercase=True and its 13a tokenizer."""
+    hyps = ["The cat sat on the mat.", "A DOG runs in the park!"]
+    refs = ["the cat sat on the mat .", "a dog runs in the park !"]
+    scores = evaluate_entry.score(hyps, refs, "13a")
+    assert scores["bleu_lc"] == pytest.approx(100.0)  # 13a splits "mat." and "park!"
+    # cased, by hand: 1- to 4-gram matches 11/14, 9/12, 7/10, 5/8 ("The", "A DOG" miss); BP = 1
+    assert scores["bleu"] == pytest.approx(100 * (11 / 14 * 9 / 12 * 7 / 10 * 5 / 8) ** 0.25)
+    assert "case:lc" in scores["bleu_lc_signature"] and "tok:13a" in scores["bleu_lc_signature"]
+    assert "case:mixed" in scores["bleu_signature"]
+    hyps[1] = "A dog is running in a park!"
+    scores = evaluate_entry.score(hyps, refs, "13a")
+    direct = sacrebleu.corpus_bleu(hyps, [refs], lowercase=True, tokenize="13a")
+    assert scores["bleu_lc"] == direct.score and 0 < direct.score < 100
+    assert scores["bleu"] == sacrebleu.corpus_bleu(hyps, [refs]).score < direct.score
 
 
 def test_evaluate_averages_a_run_and_scores_a_text_file(
@@ -91,6 +111,7 @@ def test_evaluate_averages_a_run_and_scores_a_text_file(
     ]
     saved = json.loads((tmp_path / "eval" / "scores.json").read_text())
     assert saved["bleu"] == scores["bleu"] and "tok:13a" in saved["bleu_signature"]
+    assert saved["bleu_lc"] == scores["bleu_lc"] and "case:lc" in saved["bleu_lc_signature"]
     assert "chrf_signature" in saved and "ter_signature" in saved
     hyps = read_lines(tmp_path / "eval" / "hypotheses.txt")
     assert len(hyps) == 20
@@ -133,12 +154,9 @@ def test_resume_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="mid-epoch position: needs a stateful train DataLoader (state_dict/load_state_dict) "
-    "from the data module; Lightning otherwise restarts the interrupted epoch",
-)
 def test_resume_mid_epoch_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> None:
+    """Stopped half-way through epoch 0, a resumed run trains on exactly the remaining batches
+    (the train loader's position is in the checkpoint) and ends with the same weights."""
     probe = train_cfg()
     datamodule = instantiate(probe.data)
     datamodule.setup("fit")
@@ -153,7 +171,11 @@ def test_resume_mid_epoch_continues_exactly(train_cfg, train_entry, tmp_path: Pa
         train_cfg(*common, f"trainer.max_steps={epoch}", f"ckpt_path={last}", out=resumed)
     )
     want, got = _logged(_metrics(full), "train/loss"), _logged(_metrics(resumed), "train/loss")
+    assert sorted(got) == list(range(half, epoch))
     assert got == {step: want[step] for step in got}
+    weights = load_checkpoint(full / "checkpoints" / "last.ckpt")["state_dict"]
+    for name, value in load_checkpoint(resumed / "checkpoints" / "last.ckpt")["state_dict"].items():
+        assert torch.equal(value, weights[name]), name
 
 
 def test_wandb_runs_offline_without_a_key_and_is_finished_on_failure(

@@ -6,12 +6,18 @@ batch holds pairs of nearly equal lengths on both sides; the batch order is then
 Under DDP the batch list is made a multiple of the world size by halving the largest batches
 (never by repeating pairs), and rank r takes batches r, r + W, r + 2W, ...: shares are
 disjoint, all ranks run the same number of steps, and val/test BLEU sees every pair once.
+
+The training sampler is resumable mid-epoch: `state_dict()` records the epoch and how many of
+this rank's batches were consumed, and a sampler given that state by `load_state_dict()` yields
+exactly the remaining batches of that epoch, in the same order. Every rank consumes the same
+number of batches, so rank 0's state (the one a checkpoint holds) is every rank's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -150,9 +156,37 @@ class TokenBatchSampler(Sampler[np.ndarray]):
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.rank, self.world_size = rank, world_size
         self._cache: tuple[int, list[np.ndarray]] | None = None
+        self.position = 0  # batches of this epoch's share yielded (or skipped) so far
+        self._resume: tuple[int, int] | None = None  # (epoch, position) from load_state_dict
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this epoch stands: `position` of this rank's `len(self)` batches consumed."""
+        return {
+            "epoch": self.epoch, "position": self.position, "num_batches": len(self),
+            "seed": self.seed, "world_size": self.world_size,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at `state`: the next iteration of its epoch skips the consumed batches."""
+        self.set_epoch(int(state["epoch"]))
+        saved = (state["num_batches"], state["seed"], state["world_size"])
+        ours = (len(self), self.seed, self.world_size)
+        if tuple(saved) != ours:
+            raise ValueError(
+                "cannot resume mid-epoch: the checkpoint's train batches (num_batches, seed, "
+                f"world_size) = {saved} differ from this run's {ours}; resume with the same "
+                "data settings and devices, or from an end-of-epoch checkpoint"
+            )
+        self._resume = (self.epoch, int(state["position"]))
+
+    def start_position(self) -> int:
+        """Where the next iteration starts: the restored position in its epoch, else 0."""
+        if self._resume is not None and self._resume[0] == self.epoch:
+            return self._resume[1]
+        return 0
 
     def all_batches(self) -> list[np.ndarray]:
         """Every rank's batches of this epoch, in order (cached per epoch)."""
@@ -172,7 +206,13 @@ class TokenBatchSampler(Sampler[np.ndarray]):
         return batches
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        return iter(self.all_batches()[self.rank :: self.world_size])
+        # A generator: the epoch is read at the first batch, after Lightning's set_epoch.
+        share = self.all_batches()[self.rank :: self.world_size]
+        start, self._resume = self.start_position(), None
+        self.position = start
+        for index in range(start, len(share)):
+            self.position = index + 1
+            yield share[index]
 
     def __len__(self) -> int:
         return len(self.all_batches()[self.rank :: self.world_size])

@@ -3,19 +3,25 @@
 Trainer requirement: `use_distributed_sampler=False`. The batch sampler shards batches across
 ranks itself (disjoint, equal step counts, nothing repeated); Lightning's wrapper would shard
 them again and pad with duplicates.
+
+The train loader is stateful (`state_dict` / `load_state_dict`, which Lightning saves in and
+restores from checkpoints), so a run resumed from a mid-epoch checkpoint continues with exactly
+the remaining batches of that epoch.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from transformer_mt.data.batching import TokenBatchSampler
+from transformer_mt.data.batching import Batch, TokenBatchSampler
 from transformer_mt.data.cache import resolve_cache_dir, settings_key
 from transformer_mt.data.corpus import SPLITS, Corpus
 from transformer_mt.data.prepare import FORMAT_VERSION, prepare_split
@@ -25,6 +31,32 @@ from transformer_mt.data.tokenizer import Tokenizer, TokenizerConfig
 from transformer_mt.data.vocab import load_or_train_tokenizer
 
 log = logging.getLogger(__name__)
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a `TokenBatchSampler` whose position in the epoch can be checkpointed.
+
+    It counts the batches it has handed to the caller, not those its workers have prefetched
+    (the sampler runs ahead of the loop by `num_workers * prefetch_factor` batches), and that
+    count is the position saved. Its `__init__` is DataLoader's, so Lightning can rebuild it.
+    """
+
+    _position = 0  # batches of the current epoch handed out (or skipped on resume)
+
+    def __iter__(self) -> Iterator[Batch]:
+        # A generator: nothing (no worker, no sampler) starts until the first batch is asked
+        # for, which Lightning does after its set_epoch and load_state_dict.
+        self._position = self.sampler.start_position()
+        for batch in super().__iter__():
+            self._position += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.sampler.state_dict(), "position": self._position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
+        self._position = state["position"]
 
 
 class TranslationDataModule(L.LightningDataModule):
@@ -157,7 +189,8 @@ class TranslationDataModule(L.LightningDataModule):
         )  # fmt: skip
 
     def _loader(self, split: str) -> DataLoader:
-        return DataLoader(
+        loader_type = ResumableDataLoader if split == "train" else DataLoader
+        return loader_type(
             self._split(split),
             sampler=self.sampler(split),
             batch_size=None,  # the sampler yields whole batches
