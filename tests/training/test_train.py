@@ -202,3 +202,23 @@ def test_wandb_runs_offline_without_a_key_and_is_finished_on_failure(
         )
     assert list((broken / "wandb").glob("offline-run-*"))  # the run had started
     assert wandb.run is None  # and was finished, so a sweep's next job gets its own
+
+
+def test_debug_overfit_drives_the_loss_down_on_fixed_batches(
+    train_cfg, train_entry, tmp_path: Path
+) -> None:
+    """debug=overfit runs (it crashed when Lightning swapped our batch sampler) and learns its
+    fixed batches; a d_model = 32 single-layer model halves its loss in 150 updates."""
+    run = tmp_path / "overfit"
+    train_entry.train(
+        train_cfg(
+            "debug=overfit",
+            "trainer.max_steps=150",
+            "trainer.log_every_n_steps=1",
+            "optimizer.lr=0.01",
+            out=run,
+        )
+    )
+    losses = _logged(_metrics(run), "train/loss")
+    first, last = losses[min(losses)], losses[max(losses)]
+    assert max(losses) == 149 and last < 0.5 * first, (first, last)

@@ -73,6 +73,8 @@ class TranslationDataModule(L.LightningDataModule):
             val/test are never filtered so that BLEU covers every sentence.
         eval_max_tokens: budget for val/test batches (default `max_tokens`).
         seed: seeds the per-epoch shuffle of training batches.
+        shuffle_train: False keeps training batches in one fixed order every epoch (the
+            `debug=overfit` check trains on the same first batches over and over).
         num_workers / pin_memory: DataLoader settings.
     """
 
@@ -87,6 +89,7 @@ class TranslationDataModule(L.LightningDataModule):
         max_len: int = 256,
         eval_max_tokens: int | None = None,
         seed: int = 1,
+        shuffle_train: bool = True,
         num_workers: int = 2,
         pin_memory: bool = False,
     ) -> None:
@@ -100,6 +103,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.max_tokens, self.max_sentences, self.max_len = max_tokens, max_sentences, max_len
         self.eval_max_tokens = eval_max_tokens or max_tokens
         self.seed, self.num_workers, self.pin_memory = seed, num_workers, pin_memory
+        self.shuffle_train = shuffle_train
         self.tokenizer: Tokenizer | None = None
         self.splits: dict[str, PreparedSplit] = {}
         self.filtered_too_long = 0
@@ -184,7 +188,7 @@ class TranslationDataModule(L.LightningDataModule):
         return TokenBatchSampler(
             src_len, tgt_len,
             max_tokens=self.max_tokens if split == "train" else self.eval_max_tokens,
-            max_sentences=self.max_sentences, shuffle=split == "train", seed=self.seed,
+            max_sentences=self.max_sentences, shuffle=split == "train" and self.shuffle_train, seed=self.seed,
             rank=rank, world_size=world, keep=keep,
         )  # fmt: skip
 
