@@ -188,7 +188,8 @@ class TranslationDataModule(L.LightningDataModule):
         return TokenBatchSampler(
             src_len, tgt_len,
             max_tokens=self.max_tokens if split == "train" else self.eval_max_tokens,
-            max_sentences=self.max_sentences, shuffle=split == "train" and self.shuffle_train, seed=self.seed,
+            max_sentences=self.max_sentences, seed=self.seed,
+            shuffle=split == "train" and self.shuffle_train,
             rank=rank, world_size=world, keep=keep,
         )  # fmt: skip
 
