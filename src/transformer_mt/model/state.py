@@ -6,7 +6,7 @@ dropped) by `index_select` on the batch dimension; nothing is recomputed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -69,16 +69,15 @@ class KVStore:
         shape = (steps, self._layers, 2, batch, self._heads, self._d_k)
         return storage[: steps * step_size].view(shape)
 
-    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write new steps (B, h, n, d_k) of `layer`; returns its keys and values so far
-        (B, h, length + n, d_k)."""
-        end = self.length + k.size(2)
+    def append(self, layer: int, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """Write new steps `kv` (B, n, 2, h, d_k) (keys, values) of `layer` with one copy;
+        returns its keys and values so far (B, h, length + n, d_k)."""
+        end = self.length + kv.size(1)
         if end > self._buffer.size(0):
             self._grow(max(end, 2 * self._buffer.size(0)))
-        kv = self._buffer[:end, layer]  # (t + n, 2, B, h, d_k)
-        kv[self.length :, 0] = k.permute(2, 0, 1, 3)
-        kv[self.length :, 1] = v.permute(2, 0, 1, 3)
-        return kv[:, 0].permute(1, 2, 0, 3), kv[:, 1].permute(1, 2, 0, 3)  # (B, h, t + n, d_k)
+        cached = self._buffer[:end, layer]  # (t + n, 2, B, h, d_k)
+        cached[self.length :] = kv.permute(1, 2, 0, 3, 4)
+        return cached[:, 0].permute(1, 2, 0, 3), cached[:, 1].permute(1, 2, 0, 3)  # (B, h, t+n, d_k)
 
     def advance(self, steps: int = 1) -> None:
         """Commit the steps every layer has appended."""
@@ -108,14 +107,19 @@ class KVStore:
 
 @dataclass
 class LayerKV:
-    """One decoder layer's handle on the shared `KVStore` (what its self-attention appends to)."""
+    """One decoder layer's handle on the shared `KVStore` (what its self-attention appends to).
+
+    qkv: that self-attention's stacked W_Q|W_K|W_V and biases (`stacked_qkv`), concatenated
+    once per generation (weights do not change while decoding); None: stack them per call.
+    """
 
     store: KVStore
     layer: int
+    qkv: tuple[Tensor, Tensor] | None = None
 
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """New steps (B, h, n, d_k) -> all keys and values so far (B, h, t + n, d_k)."""
-        return self.store.append(self.layer, k, v)
+    def append(self, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """New steps (B, n, 2, h, d_k) -> all keys and values so far (B, h, t + n, d_k)."""
+        return self.store.append(self.layer, kv)
 
 
 @dataclass
@@ -134,6 +138,8 @@ class IncrementalState:
     cross_mask: (Bs, 1, 1, S) bool (True = attend, the SDPA convention), from the padding mask.
     group: rows per sentence; row r decodes sentence r // group.
     step: tokens decoded so far, i.e. the position of the next token.
+    layer_caches: each decoder layer's handle on `self_attn`, with its stacked self-attention
+        weights (made once per generation).
     """
 
     encoder_out: EncoderOutput
@@ -142,6 +148,7 @@ class IncrementalState:
     cross_mask: Tensor
     group: int = 1
     step: int = 0
+    layer_caches: list[LayerKV] = field(default_factory=list)
 
     @property
     def batch_size(self) -> int:

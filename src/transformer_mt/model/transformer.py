@@ -110,9 +110,12 @@ class Decoder(nn.Module):
             [torch.stack(layer.cross_attn.precompute_kv(memory)) for layer in self.layers]
         )  # (L, 2, Bs, h, S, d_k)
         store = KVStore(len(self.layers), rows, self.num_heads, self.d_k, memory, capacity)
-        return IncrementalState(
-            enc, store, cross_kv, attend_mask(enc.src_key_padding_mask), group=group
-        )
+        caches = [
+            LayerKV(store, index, layer.self_attn.stacked_qkv())
+            for index, layer in enumerate(self.layers)
+        ]
+        mask = attend_mask(enc.src_key_padding_mask)
+        return IncrementalState(enc, store, cross_kv, mask, group=group, layer_caches=caches)
 
     def step(self, prev_tokens: Tensor, state: IncrementalState) -> Tensor:
         """One token per sentence: prev_tokens (B,) -> logits (B, V); advances the caches."""
@@ -130,7 +133,7 @@ class Decoder(nn.Module):
                 is_causal=False,
                 cross_mask=state.cross_mask,
                 rotary=rotary,
-                self_cache=LayerKV(state.self_attn, index),
+                self_cache=state.layer_caches[index],
                 cross_kv=(cross_kv[0], cross_kv[1]),
             )
         state.self_attn.advance(1)
