@@ -77,7 +77,9 @@ class KVStore:
             self._grow(max(end, 2 * self._buffer.size(0)))
         cached = self._buffer[:end, layer]  # (t + n, 2, B, h, d_k)
         cached[self.length :] = kv.permute(1, 2, 0, 3, 4)
-        return cached[:, 0].permute(1, 2, 0, 3), cached[:, 1].permute(1, 2, 0, 3)  # (B, h, t+n, d_k)
+        return cached[:, 0].permute(1, 2, 0, 3), cached[:, 1].permute(
+            1, 2, 0, 3
+        )  # (B, h, t+n, d_k)
 
     def advance(self, steps: int = 1) -> None:
         """Commit the steps every layer has appended."""
@@ -138,7 +140,8 @@ class IncrementalState:
 
     encoder_out: the Bs sentences' encoder output (memory (Bs, S, D)).
     self_attn: every decoder layer's cached self-attention K/V for the R rows (one `KVStore`).
-    cross_kv: (L, 2, Bs, h, S, d_k) cross-attention K/V, computed once from the memory.
+    cross_k, cross_v: (L, Bs, h, S, d_k) cross-attention K and V, computed once from the
+        memory; K is stored transposed ((L, Bs, h, d_k, S) in memory) for the q K^T matmul.
     cross_mask: (Bs, 1, 1, S) bool (True = attend, the SDPA convention), from the padding mask.
     group: rows per sentence; row r decodes sentence r // group.
     step: tokens decoded so far, i.e. the position of the next token.
@@ -148,7 +151,8 @@ class IncrementalState:
 
     encoder_out: EncoderOutput
     self_attn: KVStore
-    cross_kv: Tensor
+    cross_k: Tensor
+    cross_v: Tensor
     cross_mask: Tensor
     group: int = 1
     step: int = 0
@@ -175,7 +179,8 @@ class IncrementalState:
             return
         self.encoder_out = self.encoder_out.index_select(sentences)
         self.cross_mask = self.cross_mask.index_select(0, sentences)
-        self.cross_kv = self.cross_kv.index_select(2, sentences)
+        self.cross_k = self.cross_k.transpose(-2, -1).index_select(1, sentences).transpose(-2, -1)
+        self.cross_v = self.cross_v.index_select(1, sentences)
 
 
 def sentence_runs(ids: Tensor) -> tuple[Tensor, int]:
