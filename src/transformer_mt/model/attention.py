@@ -95,22 +95,15 @@ class MultiHeadAttention(nn.Module):
         static_kv: cross-attention K/V (B, h, S, d_k) computed once (key_value is ignored).
         trace: also return the `AttentionTrace` of the explicit path.
         """
-        q = self.split_heads(self.w_q(query))  # (B, h, T, d_k)
-        if rotary is not None:
-            q = rotary.rotate(q)
-        if static_kv is not None:
-            k, v = static_kv
+        inspect = trace or self.trace_sink is not None
+        # inference only: in training, three matmuls backpropagate no slower (measured)
+        if key_value is None and static_kv is None and not inspect and not self.training:
+            q, k, v = self._self_attention_qkv(query, rotary, cache)
         else:
-            source = query if key_value is None else key_value
-            k = self.split_heads(self.w_k(source))  # (B, h, S, d_k)
-            v = self.split_heads(self.w_v(source))  # (B, h, S, d_k)
-            if rotary is not None:
-                k = rotary.rotate(k)
-            if cache is not None:
-                k, v = cache.append(k, v)
+            q, k, v = self._separate_qkv(query, key_value, rotary, cache, static_kv)
         if attn_mask is not None and attn_mask.dtype != torch.bool and attn_mask.dtype != q.dtype:
             attn_mask = attn_mask.to(q.dtype)
-        if trace or self.trace_sink is not None:
+        if inspect:
             out, record = self._explicit(q, k, v, attn_mask, is_causal)
             if self.trace_sink is not None:
                 self.trace_sink.append(record)
@@ -123,6 +116,55 @@ class MultiHeadAttention(nn.Module):
                 q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
             )  # (B, h, T, d_k)
         return self.w_o(self._merge_heads(context))
+
+    def stacked_qkv(self) -> tuple[Tensor, Tensor]:
+        """W_Q, W_K, W_V stacked (3 D, D) with their biases (3 D,): self-attention at inference
+        projects with one matmul instead of three (fewer, larger kernels; the same parameters)."""
+        weight = torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight])
+        return weight, torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])
+
+    def _self_attention_qkv(
+        self, x: Tensor, rotary: Rotary | None, cache: LayerKV | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Q, K, V (B, h, ., d_k) of self-attention over x (B, T, D) with the stacked weights
+        (the decoding cache holds them for the whole generation); K, V include the cache."""
+        weight, bias = self.stacked_qkv() if cache is None or cache.qkv is None else cache.qkv
+        batch, length, _ = x.shape
+        qkv = F.linear(x, weight, bias).view(batch, length, 3, self.num_heads, self.d_k)
+        q = qkv[:, :, 0].transpose(1, 2)  # (B, h, T, d_k)
+        kv = qkv[:, :, 1:]  # (B, T, 2, h, d_k)
+        if rotary is not None:
+            q = rotary.rotate(q)
+            k = rotary.rotate(kv[:, :, 0].transpose(1, 2)).transpose(1, 2)  # (B, T, h, d_k)
+            kv = torch.stack([k, kv[:, :, 1]], dim=2)  # (B, T, 2, h, d_k)
+        if cache is not None:
+            return q, *cache.append(kv)
+        return q, kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)  # (B, h, T, d_k)
+
+    def _separate_qkv(
+        self,
+        query: Tensor,
+        key_value: Tensor | None,
+        rotary: Rotary | None,
+        cache: LayerKV | None,
+        static_kv: tuple[Tensor, Tensor] | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Q, K, V (B, h, ., d_k) through W_Q, W_K, W_V one by one (cross-attention, and the
+        explicit path, whose inspection hooks see each projection)."""
+        q = self.split_heads(self.w_q(query))  # (B, h, T, d_k)
+        if rotary is not None:
+            q = rotary.rotate(q)
+        if static_kv is not None:
+            return q, *static_kv
+        source = query if key_value is None else key_value
+        k = self.split_heads(self.w_k(source))  # (B, h, S, d_k)
+        v = self.split_heads(self.w_v(source))  # (B, h, S, d_k)
+        if rotary is not None:
+            k = rotary.rotate(k)
+        if cache is not None:
+            kv = torch.stack([k, v], dim=1).permute(0, 3, 1, 2, 4)  # (B, S, 2, h, d_k)
+            return q, *cache.append(kv)
+        return q, k, v
 
     def _merge_heads(self, context: Tensor) -> Tensor:
         batch, _, length, _ = context.shape

@@ -6,7 +6,7 @@ dropped) by `index_select` on the batch dimension; nothing is recomputed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -69,16 +69,17 @@ class KVStore:
         shape = (steps, self._layers, 2, batch, self._heads, self._d_k)
         return storage[: steps * step_size].view(shape)
 
-    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write new steps (B, h, n, d_k) of `layer`; returns its keys and values so far
-        (B, h, length + n, d_k)."""
-        end = self.length + k.size(2)
+    def append(self, layer: int, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """Write new steps `kv` (B, n, 2, h, d_k) (keys, values) of `layer` with one copy;
+        returns its keys and values so far (B, h, length + n, d_k)."""
+        end = self.length + kv.size(1)
         if end > self._buffer.size(0):
             self._grow(max(end, 2 * self._buffer.size(0)))
-        kv = self._buffer[:end, layer]  # (t + n, 2, B, h, d_k)
-        kv[self.length :, 0] = k.permute(2, 0, 1, 3)
-        kv[self.length :, 1] = v.permute(2, 0, 1, 3)
-        return kv[:, 0].permute(1, 2, 0, 3), kv[:, 1].permute(1, 2, 0, 3)  # (B, h, t + n, d_k)
+        cached = self._buffer[:end, layer]  # (t + n, 2, B, h, d_k)
+        cached[self.length :] = kv.permute(1, 2, 0, 3, 4)
+        return cached[:, 0].permute(1, 2, 0, 3), cached[:, 1].permute(
+            1, 2, 0, 3
+        )  # (B, h, t+n, d_k)
 
     def advance(self, steps: int = 1) -> None:
         """Commit the steps every layer has appended."""
@@ -97,10 +98,14 @@ class KVStore:
         if self.capacity * self._step_size(batch) > self._spare.numel():
             self._spare = self._storage.new_empty(self.capacity * self._step_size(batch))
         rows, width = self.length * self._layers * 2, self._heads * self._d_k
-        # 3-d views (t * L * 2, B, h * d_k): index_select then copies whole rows, ~3x faster
-        filled = self._buffer[: self.length].view(rows, self.batch, width)
-        target = self._spare[: rows * batch * width].view(rows, batch, width)
-        torch.index_select(filled, 1, new_order, out=target)
+        # flat (t * L * 2 * B, h * d_k) rows and one flat index: index_select copies whole rows
+        # and splits the index among threads (~3x faster than per-element copies, and the
+        # split over the long flat index is what makes a second thread pay)
+        filled = self._buffer[: self.length].view(rows * self.batch, width)
+        target = self._spare[: rows * batch * width].view(rows * batch, width)
+        offsets = torch.arange(0, rows * self.batch, self.batch, device=new_order.device)
+        flat_order = (offsets[:, None] + new_order).view(-1)  # (t * L * 2 * B',)
+        torch.index_select(filled, 0, flat_order, out=target)
         self._storage, self._spare = self._spare, self._storage
         self._buffer = self._view(self._storage, batch)
         self.batch = batch
@@ -108,14 +113,19 @@ class KVStore:
 
 @dataclass
 class LayerKV:
-    """One decoder layer's handle on the shared `KVStore` (what its self-attention appends to)."""
+    """One decoder layer's handle on the shared `KVStore` (what its self-attention appends to).
+
+    qkv: that self-attention's stacked W_Q|W_K|W_V and biases (`stacked_qkv`), concatenated
+    once per generation (weights do not change while decoding); None: stack them per call.
+    """
 
     store: KVStore
     layer: int
+    qkv: tuple[Tensor, Tensor] | None = None
 
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """New steps (B, h, n, d_k) -> all keys and values so far (B, h, t + n, d_k)."""
-        return self.store.append(self.layer, k, v)
+    def append(self, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """New steps (B, n, 2, h, d_k) -> all keys and values so far (B, h, t + n, d_k)."""
+        return self.store.append(self.layer, kv)
 
 
 @dataclass
@@ -130,18 +140,23 @@ class IncrementalState:
 
     encoder_out: the Bs sentences' encoder output (memory (Bs, S, D)).
     self_attn: every decoder layer's cached self-attention K/V for the R rows (one `KVStore`).
-    cross_kv: (L, 2, Bs, h, S, d_k) cross-attention K/V, computed once from the memory.
+    cross_k, cross_v: (L, Bs, h, S, d_k) cross-attention K and V, computed once from the
+        memory; K is stored transposed ((L, Bs, h, d_k, S) in memory) for the q K^T matmul.
     cross_mask: (Bs, 1, 1, S) bool (True = attend, the SDPA convention), from the padding mask.
     group: rows per sentence; row r decodes sentence r // group.
     step: tokens decoded so far, i.e. the position of the next token.
+    layer_caches: each decoder layer's handle on `self_attn`, with its stacked self-attention
+        weights (made once per generation).
     """
 
     encoder_out: EncoderOutput
     self_attn: KVStore
-    cross_kv: Tensor
+    cross_k: Tensor
+    cross_v: Tensor
     cross_mask: Tensor
     group: int = 1
     step: int = 0
+    layer_caches: list[LayerKV] = field(default_factory=list)
 
     @property
     def batch_size(self) -> int:
@@ -164,7 +179,8 @@ class IncrementalState:
             return
         self.encoder_out = self.encoder_out.index_select(sentences)
         self.cross_mask = self.cross_mask.index_select(0, sentences)
-        self.cross_kv = self.cross_kv.index_select(2, sentences)
+        self.cross_k = self.cross_k.transpose(-2, -1).index_select(1, sentences).transpose(-2, -1)
+        self.cross_v = self.cross_v.index_select(1, sentences)
 
 
 def sentence_runs(ids: Tensor) -> tuple[Tensor, int]:

