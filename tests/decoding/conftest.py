@@ -99,13 +99,3 @@ def make_random() -> Callable[..., PrefixDecoder]:
 @pytest.fixture
 def make_prefix_decoder() -> type[PrefixDecoder]:
     return PrefixDecoder
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These tests run many tiny ops; on a shared, loaded CPU the intra-op thread pool's
-    hand-offs cost far more than the ops (measured 50x on the real-model tests)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -3,7 +3,6 @@ LayerNorm gains, biases and position tables all matter in the recomputations."""
 
 from functools import partial
 
-import pytest
 import torch
 
 from transformer_mt.decoding import greedy_search
@@ -37,12 +36,3 @@ def perturbed_tiny(pos_enc: str = "sinusoidal", norm_first: bool = False, layers
         for param in model.parameters():
             param.add_(0.3 * torch.randn(param.shape, generator=generator))
     return model, tokenizer
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def explained():
     """Two layers, two heads: the HTML must hold 2 x 2 maps of each kind."""
-    torch.set_num_threads(1)
     model, tokenizer = perturbed_tiny("alibi", norm_first=True, layers=2)
     return explain(model, tokenizer, TEXT, search=SHORT_GREEDY)
 

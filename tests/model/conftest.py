@@ -38,15 +38,6 @@ def random_model(**overrides) -> Transformer:
     return model.eval()
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(params=PE_KINDS)
 def pos_enc(request) -> str:
     """Every positional-encoding kind."""

@@ -7,7 +7,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,13 +14,6 @@ from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread() -> None:
-    """Tiny tensors: with two threads on a busy 2-core machine every op waits for the other
-    core (20x slower measured); one thread is faster and steadier."""
-    torch.set_num_threads(1)
 
 
 def load_entry_point(name: str) -> ModuleType:

@@ -36,22 +36,11 @@ def assert_related_closer(similarity) -> None:
     assert gap > 0.2 and wins >= 6, f"related {related}\nunrelated {unrelated}"
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: these tiny steps only lose time to threads on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize(
     ("skip_gram", "window", "epochs", "lr", "batch_size"),
     [(True, 2, 4, 0.025, 1024), (False, 3, 6, 0.05, 512)],
 )
-def test_reference_learns_similarity(
-    captions, one_thread, skip_gram, window, epochs, lr, batch_size
-) -> None:
+def test_reference_learns_similarity(captions, skip_gram, window, epochs, lr, batch_size) -> None:
     counts = Counter(w for sent in captions for w in sent)
     vocab = {w: i for i, w in enumerate(w for w, c in counts.items() if c >= MIN_COUNT)}
     ids = [[vocab[w] for w in sent if w in vocab] for sent in captions]
