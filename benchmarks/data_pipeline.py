@@ -1,6 +1,6 @@
 """Data-pipeline figures: padding of token-bucketed batches, preparation and iteration speed.
 
-    PYTHONPATH=src python benchmarks/data_pipeline.py [--data-root DIR] [--repeats 3]
+    python -m benchmarks.data_pipeline [--data-root DIR] [--repeats 3]
 
 Each timed phase runs in a fresh subprocess so that its peak RSS (ru_maxrss of the process and
 of its DataLoader workers) is its own. The 3M-pair corpus is Multi30k de-en train repeated
@@ -15,7 +15,6 @@ import datetime
 import gzip
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = {"model_type": "unigram", "vocab_size": 8000, "joint": True}
@@ -111,7 +112,9 @@ def run_phase(name: str, **args) -> dict:
     """Run one phase in a fresh interpreter; returns its figures plus peak RSS."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run(
-        [sys.executable, __file__, "--phase", name, json.dumps(args, default=str)],
+        [sys.executable, "-m", "benchmarks.data_pipeline", "--phase", name,
+         json.dumps(args, default=str)],
+        cwd=ROOT,
         env=env, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     return json.loads(out.strip().splitlines()[-1])
@@ -187,18 +190,6 @@ def repeated(n: int, name: str, **args) -> dict:
     return {**{k: statistics.median(r[k] for r in runs) for k in keys}, "runs": runs}
 
 
-def machine() -> dict:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "ram_gib": round(mem, 1),
-        "python": platform.python_version(),
-        "shared": "2 cores shared with other engineers' jobs during the run (times: upper bounds)",
-    }
-
-
 def benchmark(data_root: Path, repeats: int, big_repeats: int, workers: int, tmp: Path) -> dict:
     src = data_root / "multi30k" / "train.de.gz"
     tgt = data_root / "multi30k" / "train.en.gz"
@@ -246,7 +237,7 @@ def main() -> None:
         results = benchmark(args.data_root, args.repeats, args.big_repeats, args.workers, Path(tmp))
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine_info(),
         "settings": {
             "tokenizer": VOCAB, "max_tokens": 4096, "dataloader_workers": args.workers,
             "encode_threads": os.cpu_count(), "multi30k_repeats": args.repeats,

@@ -10,7 +10,7 @@ import torch
 
 
 def machine_info() -> dict[str, object]:
-    """CPU model, core count, memory, library versions and the date, for the results JSON."""
+    """CPU model, cores, memory, load, library versions and the date, for the results JSON."""
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -27,5 +27,5 @@ def machine_info() -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "note": "shared 2-core machine; figures are medians",
+        "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
     }
