@@ -128,54 +128,62 @@ def test_evaluate_averages_a_run_and_scores_a_text_file(
         evaluate_entry.evaluate(eval_cfg(f"ckpt_path={run}", f"input={src}", f"reference={short}"))
 
 
+def _epoch_length(train_cfg) -> int:
+    datamodule = instantiate(train_cfg().data)
+    datamodule.setup("fit")
+    return len(datamodule.train_dataloader())
+
+
+def _stop_and_resume(
+    train_cfg, train_entry, tmp_path: Path, common: list[str], stop: int, total: int
+):
+    """Train `total` updates straight through, and `stop` updates then resumed to `total` from
+    last.ckpt; returns the two run directories (uninterrupted, resumed) and their losses."""
+    full, part, resumed = tmp_path / "full", tmp_path / "part", tmp_path / "resumed"
+    train_entry.train(train_cfg(*common, f"trainer.max_steps={total}", out=full))
+    train_entry.train(train_cfg(*common, f"trainer.max_steps={stop}", out=part))
+    last = part / "checkpoints" / "last.ckpt"
+    train_entry.train(
+        train_cfg(*common, f"trainer.max_steps={total}", f"ckpt_path={last}", out=resumed)
+    )
+    want, got = _logged(_metrics(full), "train/loss"), _logged(_metrics(resumed), "train/loss")
+    return full, resumed, want, got
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    weights = load_checkpoint(a)["state_dict"]
+    for name, value in load_checkpoint(b)["state_dict"].items():
+        assert torch.equal(value, weights[name]), name
+
+
 def test_resume_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> None:
     """Stopped after epoch 1 and resumed from last.ckpt, a run logs the same losses and ends
     with the same weights as one never stopped (dropout on; optimizer, schedule, step, data
     order all restored)."""
-    probe = train_cfg()
-    datamodule = instantiate(probe.data)
-    datamodule.setup("fit")
-    epoch = len(datamodule.train_dataloader())
+    epoch = _epoch_length(train_cfg)
     common = ["test=false", "model.dropout=0.3", f"trainer.val_check_interval={epoch}"]
-    full, part, resumed = tmp_path / "full", tmp_path / "part", tmp_path / "resumed"
-    train_entry.train(train_cfg(*common, f"trainer.max_steps={2 * epoch}", out=full))
-    train_entry.train(train_cfg(*common, f"trainer.max_steps={epoch}", out=part))
-    last = part / "checkpoints" / "last.ckpt"
-    train_entry.train(
-        train_cfg(*common, f"trainer.max_steps={2 * epoch}", f"ckpt_path={last}", out=resumed)
+    full, resumed, want, got = _stop_and_resume(
+        train_cfg, train_entry, tmp_path, common, epoch, 2 * epoch
     )
-    want, got = _logged(_metrics(full), "train/loss"), _logged(_metrics(resumed), "train/loss")
     assert sorted(got) == list(range(epoch, 2 * epoch))
     assert got == {step: want[step] for step in got}
     final = f"step_{2 * epoch:07d}.ckpt"
-    weights = load_checkpoint(full / "checkpoints" / final)["state_dict"]
-    for name, value in load_checkpoint(resumed / "checkpoints" / "last.ckpt")["state_dict"].items():
-        assert torch.equal(value, weights[name]), name
+    _same_weights(full / "checkpoints" / final, resumed / "checkpoints" / "last.ckpt")
 
 
 @pytest.mark.slow
 def test_resume_mid_epoch_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> None:
     """Stopped half-way through epoch 0, a resumed run trains on exactly the remaining batches
     (the train loader's position is in the checkpoint) and ends with the same weights."""
-    probe = train_cfg()
-    datamodule = instantiate(probe.data)
-    datamodule.setup("fit")
-    epoch = len(datamodule.train_dataloader())
+    epoch = _epoch_length(train_cfg)
     half = epoch // 2
     common = ["test=false", f"trainer.val_check_interval={half}"]
-    full, part, resumed = tmp_path / "full", tmp_path / "part", tmp_path / "resumed"
-    train_entry.train(train_cfg(*common, f"trainer.max_steps={epoch}", out=full))
-    train_entry.train(train_cfg(*common, f"trainer.max_steps={half}", out=part))
-    last = part / "checkpoints" / "last.ckpt"
-    train_entry.train(
-        train_cfg(*common, f"trainer.max_steps={epoch}", f"ckpt_path={last}", out=resumed)
+    full, resumed, want, got = _stop_and_resume(
+        train_cfg, train_entry, tmp_path, common, half, epoch
     )
-    want, got = _logged(_metrics(full), "train/loss"), _logged(_metrics(resumed), "train/loss")
     assert sorted(got) == list(range(half, epoch))
     assert got == {step: want[step] for step in got}
-    weights = load_checkpoint(full / "checkpoints" / "last.ckpt")["state_dict"]
-    for name, value in load_checkpoint(resumed / "checkpoints" / "last.ckpt")["state_dict"].items():
-        assert torch.equal(value, weights[name]), name
+    _same_weights(full / "checkpoints" / "last.ckpt", resumed / "checkpoints" / "last.ckpt")
 
 
 def test_wandb_runs_offline_without_a_key_and_is_finished_on_failure(
