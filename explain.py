@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from transformer_mt.explain import explain, load_model, render, tiny_model, write_dump, write_html
+from transformer_mt.training.embedding_init import split_model_config
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def main(cfg: DictConfig) -> None:
     if cfg.ckpt_path:
         model, tokenizer = load_model(cfg.ckpt_path)
     else:
-        fields = OmegaConf.to_container(cfg.model, resolve=True)
+        fields, _ = split_model_config(OmegaConf.to_container(cfg.model, resolve=True))
         model, tokenizer = tiny_model(cfg.text, **cfg.tiny, **fields)
     model.to(cfg.device)
     explanation = explain(

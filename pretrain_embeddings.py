@@ -31,6 +31,7 @@ def main(cfg: DictConfig) -> None:
         Path(cfg.out_dir),
         probes=list(cfg.probes),
         console=Console(record=True),
+        tokenizer_fingerprint=datamodule.tokenizer.fingerprint(),
     )
 
 

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from transformer_mt.model import TransformerConfig
+from transformer_mt.training.embedding_init import EmbeddingInit, split_model_config
 from transformer_mt.training.module import TranslationModule
 from transformer_mt.utils.config_check import check_config
 from transformer_mt.utils.run import (
@@ -32,17 +33,21 @@ log = logging.getLogger(__name__)
 
 def check(cfg: DictConfig) -> None:
     """Fail at start on unknown keys, wrong types or invalid model settings."""
-    check_config(OmegaConf.to_container(cfg, resolve=True), {"model": TransformerConfig})
+    container = OmegaConf.to_container(cfg, resolve=True)
+    check_config(container, {"model": TransformerConfig, "model.embeddings": EmbeddingInit})
     # runs the model's own checks (choices, divisibility) before any data is prepared
-    TransformerConfig(src_vocab_size=8, tgt_vocab_size=8, **cfg.model)
+    fields, _ = split_model_config(container["model"])
+    TransformerConfig(src_vocab_size=8, tgt_vocab_size=8, **fields)
 
 
 def build_module(cfg: DictConfig) -> TranslationModule:
     """The LightningModule, with the partial optimizer, scheduler and search completed later."""
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    fields, embedding_init = split_model_config(OmegaConf.to_container(cfg.model, resolve=True))
     return instantiate(
         cfg.module,
-        transformer=OmegaConf.to_container(cfg.model, resolve=True),
+        transformer=fields,
+        embedding_init=embedding_init.to_dict(),
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
         search=instantiate(cfg.decoding),

@@ -161,3 +161,26 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config(name, [*paths, *overrides])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pretrain_word2vec(
+    tiny_corpus: dict[str, Path], cache_dir: Path, shared_data: Path
+) -> Callable[[Path, int], Path]:
+    """Run pretrain_embeddings.py on the tiny corpus into a folder, as a user would."""
+    entry = load_entry_point("pretrain_embeddings")
+
+    def run(out: Path, d_model: int) -> Path:
+        overrides = [
+            *data_overrides(tiny_corpus),
+            f"paths.data_dir={shared_data}",
+            f"paths.cache_dir={cache_dir}",
+            f"d_model={d_model}",
+            "embeddings.min_count=2",
+            "embeddings.epochs=2",
+            f"out_dir={out}",
+        ]
+        entry.main(compose_config("pretrain_embeddings", overrides))
+        return out
+
+    return run

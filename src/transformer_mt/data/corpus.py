@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from transformer_mt.data.cache import file_sha256
 from transformer_mt.data.download import (
     MULTI30K_SHA256,
@@ -74,7 +76,51 @@ class TsvSource:
         }
 
 
-SplitSource = TextPairSource | TsvSource
+@dataclass(frozen=True)
+class SubsetSource:
+    """A seeded random sample of `pairs` pairs of another source, in their file order.
+
+    The low-resource setting of an experiment: the tokenizer, Word2Vec and the model all see
+    only these pairs. Two passes (count, then keep the chosen indices), so nothing is held in
+    memory beyond the indices.
+    """
+
+    inner: TextPairSource | TsvSource
+    pairs: int
+    seed: int = 1
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return self.inner.files
+
+    def _chosen(self) -> np.ndarray:
+        available = sum(len(chunk.src) for chunk in self.inner.read(ReadStats()))
+        if self.pairs > available:
+            raise CorpusError(
+                f"{', '.join(map(str, self.files))}: train_pairs={self.pairs} requested but "
+                f"only {available} non-empty pairs exist"
+            )
+        rng = np.random.default_rng(self.seed)
+        return np.sort(rng.choice(available, size=self.pairs, replace=False))
+
+    def read(self, stats: ReadStats, chunk_size: int = 1 << 16) -> Iterator[PairChunk]:
+        chosen, start = self._chosen(), 0
+        for chunk in self.inner.read(stats, chunk_size):
+            stop = start + len(chunk.src)
+            keep = chosen[(chosen >= start) & (chosen < stop)] - start
+            start = stop
+            if len(keep):
+                yield PairChunk(
+                    [chunk.src[i] for i in keep],
+                    [chunk.tgt[i] for i in keep],
+                    [chunk.line_numbers[i] for i in keep],
+                )
+
+    def content_key(self) -> dict[str, object]:
+        return {**self.inner.content_key(), "subset": {"pairs": self.pairs, "seed": self.seed}}
+
+
+SplitSource = TextPairSource | TsvSource | SubsetSource
 
 
 class Corpus:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from transformer_mt.data.batching import Batch, TokenBatchSampler
 from transformer_mt.data.cache import resolve_cache_dir, settings_key
-from transformer_mt.data.corpus import SPLITS, Corpus
+from transformer_mt.data.corpus import SPLITS, Corpus, SplitSource, SubsetSource
 from transformer_mt.data.prepare import FORMAT_VERSION, prepare_split
 from transformer_mt.data.prepared import PreparedSplit
 from transformer_mt.data.readers import CorpusError, ReadStats
@@ -75,6 +75,9 @@ class TranslationDataModule(L.LightningDataModule):
         seed: seeds the per-epoch shuffle of training batches.
         shuffle_train: False keeps training batches in one fixed order every epoch (the
             `debug=overfit` check trains on the same first batches over and over).
+        train_pairs: train (tokenizer included) on a random sample of this many pairs only,
+            the low-resource setting; None = the whole training split.
+        train_pairs_seed: seeds that sample (the same seed, the same pairs).
         num_workers / pin_memory: DataLoader settings.
     """
 
@@ -90,6 +93,8 @@ class TranslationDataModule(L.LightningDataModule):
         eval_max_tokens: int | None = None,
         seed: int = 1,
         shuffle_train: bool = True,
+        train_pairs: int | None = None,
+        train_pairs_seed: int = 1,
         num_workers: int = 2,
         pin_memory: bool = False,
     ) -> None:
@@ -104,6 +109,9 @@ class TranslationDataModule(L.LightningDataModule):
         self.eval_max_tokens = eval_max_tokens or max_tokens
         self.seed, self.num_workers, self.pin_memory = seed, num_workers, pin_memory
         self.shuffle_train = shuffle_train
+        if train_pairs is not None and train_pairs < 1:
+            raise ValueError(f"train_pairs={train_pairs}: expected a positive count or null")
+        self.train_pairs, self.train_pairs_seed = train_pairs, train_pairs_seed
         self.tokenizer: Tokenizer | None = None
         self.splits: dict[str, PreparedSplit] = {}
         self.filtered_too_long = 0
@@ -119,11 +127,11 @@ class TranslationDataModule(L.LightningDataModule):
 
     def _build(self) -> None:
         self.corpus.ensure_files()
-        train = self.corpus.source("train")
+        train = self._source("train")
         assert train is not None, "every corpus has a train split"
         self.tokenizer = load_or_train_tokenizer(train, self.tokenizer_config, self.cache_dir)
         for split in SPLITS:
-            source = self.corpus.source(split)
+            source = self._source(split)
             if source is None:
                 continue
             key = settings_key(
@@ -134,6 +142,12 @@ class TranslationDataModule(L.LightningDataModule):
             folder = prepare_split(source, self.tokenizer, self.cache_dir / "prepared" / key)
             self.splits[split] = PreparedSplit(folder)
             self._log_split(split, self.splits[split])
+
+    def _source(self, split: str) -> SplitSource | None:
+        source = self.corpus.source(split)
+        if split == "train" and source is not None and self.train_pairs is not None:
+            return SubsetSource(source, self.train_pairs, self.train_pairs_seed)
+        return source
 
     def _log_split(self, split: str, prepared: PreparedSplit) -> None:
         meta = prepared.meta
@@ -219,7 +233,7 @@ class TranslationDataModule(L.LightningDataModule):
     def _read_text(self, split: str, side: str) -> list[str]:
         """Raw sentences of the kept pairs, in line order (the same pairs as `Batch.indices`)."""
         if (split, side) not in self._text:
-            source = self.corpus.source(split)
+            source = self._source(split)
             if source is None:
                 raise CorpusError(f"no {split!r} split for this corpus")
             lines: list[str] = []

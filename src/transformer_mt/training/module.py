@@ -24,6 +24,13 @@ from transformer_mt.data.batching import Batch
 from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.decoding import greedy_search
 from transformer_mt.model import Transformer, TransformerConfig
+from transformer_mt.training.embedding_init import (
+    EmbeddingInit,
+    PretrainedTable,
+    load_into_,
+    pretrained_tables,
+    zero_frozen_grads_,
+)
 from transformer_mt.training.loss import label_smoothed_nll_loss
 from transformer_mt.training.metrics import corpus_scores, gather_translations
 from transformer_mt.training.translate import SearchFn, decode_batch, translate_lines
@@ -48,6 +55,7 @@ class TranslationModule(L.LightningModule):
         src_lang / tgt_lang: the direction, kept in the checkpoint.
         bleu_tokenize: sacrebleu's BLEU tokenizer (``zh`` for a Chinese target).
         num_sample_translations: validation sentences logged with their translation.
+        embedding_init: the fields of ``EmbeddingInit`` (Word2Vec start, freeze); default random.
     """
 
     def __init__(
@@ -62,6 +70,7 @@ class TranslationModule(L.LightningModule):
         tgt_lang: str | None = None,
         bleu_tokenize: str = "13a",
         num_sample_translations: int = 3,
+        embedding_init: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler", "search"], logger=False)
@@ -73,6 +82,8 @@ class TranslationModule(L.LightningModule):
         self.tokenizer: Tokenizer | None = None
         self._sums: dict[str, Tensor] = {}  # stage -> [loss_sum, nll_sum, tokens]
         self._decoded: dict[str, list[tuple[int, str]]] = {}
+        self.embedding_init = EmbeddingInit(**(embedding_init or {}))
+        self._frozen_tables: list[PretrainedTable] = []
 
     @classmethod
     def from_checkpoint(
@@ -113,6 +124,25 @@ class TranslationModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "tokenizer" in checkpoint:
             self.tokenizer = Tokenizer.from_state(checkpoint["tokenizer"])
+
+    def on_fit_start(self) -> None:
+        """Word2Vec rows go in at the start of a fresh run; a resumed run keeps its weights.
+
+        This runs after Lightning restored the checkpoint's weights (the step counter comes
+        later), so ``trainer.ckpt_path`` tells the two apart; the freeze, checked at every
+        update, needs the covered rows in both cases.
+        """
+        if self.embedding_init.init != "word2vec":
+            return
+        tables = pretrained_tables(self.model, self.embedding_init, self.tokenizer.fingerprint())
+        if self.trainer.ckpt_path is None:
+            written = load_into_(tables, self.embedding_init.match_scale)
+            log.info("Word2Vec rows copied into the embeddings: %s", written)
+        self._frozen_tables = tables if self.embedding_init.freeze_steps else []
+
+    def on_after_backward(self) -> None:
+        if self._frozen_tables and self.global_step < self.embedding_init.freeze_steps:
+            zero_frozen_grads_(self._frozen_tables)
 
     # ---- training -------------------------------------------------------------------------
     def forward(self, src_ids: Tensor, tgt_in_ids: Tensor) -> Tensor:

@@ -28,12 +28,15 @@ def check_config(config: Mapping[str, Any], typed_nodes: Mapping[str, Callable])
     Args:
         config: the resolved config as plain containers (``OmegaConf.to_container``).
         typed_nodes: nodes without ``_target_`` checked against a callable's signature,
-            e.g. ``{"model": TransformerConfig}``.
+            e.g. ``{"model": TransformerConfig, "model.embeddings": EmbeddingInit}``.
     """
     errors: list[str] = []
     for path, target in typed_nodes.items():
         node = _select(config, path)
         if isinstance(node, Mapping):
+            # a typed child (``model.embeddings`` inside ``model``) is checked on its own
+            children = {p.removeprefix(f"{path}.") for p in typed_nodes if p.startswith(f"{path}.")}
+            node = {k: v for k, v in node.items() if k not in children}
             errors += check_node(node, target, path)
     errors += _check_targets(config, "")
     if errors:

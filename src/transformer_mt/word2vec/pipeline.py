@@ -97,16 +97,25 @@ def split_corpora(
 
 
 def pretrain_corpus(
-    name: str, corpus: PieceCorpus, settings: Word2VecSettings, out_dir: Path, probes: Sequence[str]
+    name: str,
+    corpus: PieceCorpus,
+    settings: Word2VecSettings,
+    out_dir: Path,
+    probes: Sequence[str],
+    tokenizer_fingerprint: str | None = None,
 ) -> dict:
-    """Train, write ``out_dir/<name>.npy`` and ``.json``, return the report entry."""
+    """Train, write ``out_dir/<name>.npy`` and ``.json``, return the report entry.
+
+    The tokenizer's fingerprint goes into the matrix's settings, so that training checks the
+    rows belong to its own SentencePiece models.
+    """
     result = train_gensim(corpus.sentences, settings)
     emb = build_embedding_matrix(
         result.vectors,
         corpus.id_to_piece,
         corpus.vocab_size,
         settings.vector_size,
-        settings.to_dict(),
+        {**settings.to_dict(), "tokenizer": tokenizer_fingerprint},
     )
     save_pretrained(emb, out_dir / name)
     speed = {
@@ -128,12 +137,15 @@ def pretrain_embeddings(
     out_dir: Path,
     probes: Sequence[str] = (),
     console: Console | None = None,
+    tokenizer_fingerprint: str | None = None,
 ) -> list[dict]:
     """Word2Vec on the training split's pieces; writes the matrices and report.json / report.txt."""
     console = console or Console(record=True)
     reports = []
     for name, corpus in split_corpora(tokenizer, src_lines, tgt_lines).items():
-        reports.append(pretrain_corpus(name, corpus, settings, out_dir, probes))
+        reports.append(
+            pretrain_corpus(name, corpus, settings, out_dir, probes, tokenizer_fingerprint)
+        )
         render_report(console, reports[-1])
     text = json.dumps(
         {"settings": settings.to_dict(), "matrices": reports}, ensure_ascii=False, indent=1
