@@ -134,6 +134,9 @@ def _epoch_length(train_cfg) -> int:
     return len(datamodule.train_dataloader())
 
 
+CLOCK_BUMP = 1000.0
+
+
 def _stop_and_resume(
     train_cfg, train_entry, tmp_path: Path, common: list[str], stop: int, total: int
 ):
@@ -143,6 +146,9 @@ def _stop_and_resume(
     train_entry.train(train_cfg(*common, f"trainer.max_steps={total}", out=full))
     train_entry.train(train_cfg(*common, f"trainer.max_steps={stop}", out=part))
     last = part / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)  # as if the first part ran 1,000 s more
+    checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"] += CLOCK_BUMP
+    torch.save(checkpoint, last)
     train_entry.train(
         train_cfg(*common, f"trainer.max_steps={total}", f"ckpt_path={last}", out=resumed)
     )
@@ -169,6 +175,13 @@ def test_resume_continues_exactly(train_cfg, train_entry, tmp_path: Path) -> Non
     assert got == {step: want[step] for step in got}
     final = f"step_{2 * epoch:07d}.ckpt"
     _same_weights(full / "checkpoints" / final, resumed / "checkpoints" / "last.ckpt")
+    # the training clock is in the checkpoint: the resumed run counts on from the stopped one
+    assert _train_seconds(full / "checkpoints" / "last.ckpt") < CLOCK_BUMP
+    assert _train_seconds(resumed / "checkpoints" / "last.ckpt") > CLOCK_BUMP
+
+
+def _train_seconds(checkpoint: Path) -> float:
+    return load_checkpoint(checkpoint)["callbacks"]["Timer"]["time_elapsed"]["train"]
 
 
 @pytest.mark.slow
