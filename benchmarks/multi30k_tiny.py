@@ -1,0 +1,105 @@
+"""Multi30k quality of the tiny Transformer: average of the last checkpoints, beam 5, on val.
+
+    python train.py experiment=multi30k_tiny hydra.run.dir=runs/en_de            # En->De
+    python train.py experiment=multi30k_tiny data=multi30k_de_en hydra.run.dir=runs/de_en
+    python -m benchmarks.multi30k_tiny --run en_de=runs/en_de --run de_en=runs/de_en
+
+For each finished (or partly trained) run: `evaluate.py` on the average of its last 10 step
+checkpoints with beam 5 over the whole val split, which reports cased detokenized sacreBLEU and,
+to compare with papers, tokenized (13a) lowercased BLEU; the training wall time from the Timer
+state in last.ckpt; the learning curve from the run's metrics.csv (on a resume the CSV is
+appended to, so the last row of a step wins). Results: benchmarks/results/multi30k_tiny.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.machine import machine_info
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "multi30k_tiny.json"
+DATA = {"en_de": "multi30k_en_de", "de_en": "multi30k_de_en"}
+TARGET_LC_BLEU_EN_DE = 41.0
+
+
+def learning_curve(run: Path) -> dict[str, list[list[float]]]:
+    """(step, value) pairs per logged metric; a step logged twice (resume) keeps its last row."""
+    series: dict[str, dict[int, float]] = {}
+    with open(run / "csv" / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            for name in ("train/loss", "val/loss", "val/bleu", "val/chrf"):
+                if row.get(name):
+                    series.setdefault(name, {})[int(row["step"])] = float(row[name])
+    return {name: sorted([s, v] for s, v in points.items()) for name, points in series.items()}
+
+
+def clock(run: Path) -> dict[str, Any]:
+    last = run / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    elapsed = checkpoint.get("callbacks", {}).get("Timer", {}).get("time_elapsed", {})
+    return {
+        "updates": checkpoint["global_step"],
+        "train_seconds": round(elapsed.get("train", float("nan")), 1),
+        "validate_seconds": round(elapsed.get("validate", float("nan")), 1),
+    }
+
+
+def evaluate(run: Path, direction: str, average_last: int, out: Path) -> dict[str, Any]:
+    cmd = [
+        sys.executable, "evaluate.py", f"ckpt_path={run / 'checkpoints'}",
+        f"average_last={average_last}", f"data={DATA[direction]}", "split=val",
+        "decoding=beam", "decoding.beam_size=5", f"hydra.run.dir={out}",
+    ]  # fmt: skip
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return json.loads((out / "scores.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", action="append", required=True, help="direction=run_dir")
+    parser.add_argument("--average-last", type=int, default=10)
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    for item in args.run:
+        direction, _, folder = item.partition("=")
+        if direction not in DATA:
+            parser.error(f"--run {item}: direction must be one of {', '.join(DATA)}")
+        run = Path(folder).resolve()
+        scores = evaluate(run, direction, args.average_last, run / "eval_avg_beam5")
+        results[direction] = {
+            "run": str(run),
+            **clock(run),
+            "average_last": args.average_last,
+            "scores": scores,
+            "learning_curve": learning_curve(run),
+        }
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    merged = {**previous.get("directions", {}), **results}
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "multi30k_tiny",
+                "recipe": "conf/experiment/multi30k_tiny.yaml",
+                "target_lowercased_tokenized_bleu_en_de": TARGET_LC_BLEU_EN_DE,
+                "machine": machine_info(),
+                "directions": merged,
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
+    )
+    for direction, r in results.items():
+        print(direction, r["updates"], "updates", r["scores"])
+
+
+if __name__ == "__main__":
+    main()
