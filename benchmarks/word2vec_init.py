@@ -234,6 +234,7 @@ def main() -> None:
         "benchmark": "word2vec_init",
         "description": __doc__.split("\n\n")[2].strip(),
         "curve_every_updates": CURVE_EVERY,
+        "intra_op_threads_per_run": int(env["OMP_NUM_THREADS"]),
         "common_overrides": COMMON_TRAIN[:-2],
         "settings": SETTINGS,
         "word2vec_overrides": WORD2VEC,
