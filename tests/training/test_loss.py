@@ -67,3 +67,52 @@ def test_pad_positions_get_no_gradient() -> None:
 def test_rejects_epsilon_out_of_range() -> None:
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         label_smoothed_nll_loss(torch.zeros(1, 1, 3), torch.ones(1, 1, dtype=torch.long), 1.0, PAD)
+
+
+def _composed(logits: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    """The loss composed of differentiable torch ops, for autograd's gradient."""
+    lprobs = F.log_softmax(logits, dim=-1)
+    q = torch.full_like(lprobs, eps / logits.size(-1))
+    q.scatter_add_(-1, target.unsqueeze(-1), torch.full_like(lprobs[..., :1], 1.0 - eps))
+    per_token = -(q * lprobs).sum(-1)
+    return torch.where(target.ne(PAD), per_token, torch.zeros_like(per_token)).sum()
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_gradient_is_autograds_of_the_composed_loss(eps: float) -> None:
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(3, 4, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(1, 9, (3, 4), generator=g)
+    target[1, 2:] = PAD
+    (want,) = torch.autograd.grad(_composed(logits, target, eps), logits)
+    loss, _ = label_smoothed_nll_loss(logits, target, eps, PAD)
+    (got,) = torch.autograd.grad(loss, logits)
+    torch.testing.assert_close(got, want)
+
+
+def test_gradcheck_of_both_outputs() -> None:
+    """Finite differences of 0.7 * loss + 0.3 * nll (both output gradients at once)."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[1, 4, PAD], [2, 3, 3]])
+
+    def mix(x: torch.Tensor) -> torch.Tensor:
+        loss, nll = label_smoothed_nll_loss(x, target, 0.2, PAD)
+        return 0.7 * loss + 0.3 * nll
+
+    assert torch.autograd.gradcheck(mix, (logits,))
+
+
+def test_bfloat16_logits_are_scored_in_float32() -> None:
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 3, 6, generator=g).to(torch.bfloat16).requires_grad_()
+    target = torch.tensor([[1, 2, 3], [4, 5, PAD]])
+    loss, nll = label_smoothed_nll_loss(logits, target, 0.1, PAD)
+    assert loss.dtype == nll.dtype == torch.float32
+    want = F.cross_entropy(
+        logits.float().view(-1, 6), target.view(-1), ignore_index=PAD, label_smoothing=0.1,
+        reduction="sum",
+    )  # fmt: skip
+    torch.testing.assert_close(loss, want)
+    loss.backward()
+    assert logits.grad.dtype == torch.bfloat16
