@@ -107,7 +107,8 @@ class SubsetSource:
         chosen, start = self._chosen(), 0
         for chunk in self.inner.read(stats, chunk_size):
             stop = start + len(chunk.src)
-            keep = chosen[(chosen >= start) & (chosen < stop)] - start
+            lo, hi = np.searchsorted(chosen, [start, stop])
+            keep = chosen[lo:hi] - start
             start = stop
             if len(keep):
                 yield PairChunk(
