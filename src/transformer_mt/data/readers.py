@@ -103,7 +103,7 @@ class LineReader:
         self._lines = self._decode(block).split("\n")[:-1]
         self._lines_read += len(self._lines)
         self._pos = 0
-        if any(line.endswith("\r") for line in self._lines):
+        if b"\r\n" in block:  # a line ends with \r (one C search, not a check per line)
             self._lines = [line.removesuffix("\r") for line in self._lines]
         return True
 
