@@ -243,3 +243,19 @@ def test_debug_overfit_drives_the_loss_down_on_fixed_batches(
     losses = _logged(_metrics(run), "train/loss")
     first, last = losses[min(losses)], losses[max(losses)]
     assert max(losses) == 149 and last < 0.5 * first, (first, last)
+
+
+def test_resume_in_the_same_directory_keeps_the_logged_curve(
+    train_cfg, train_entry, tmp_path: Path
+) -> None:
+    """Lightning's own CSV logger deletes metrics.csv when a resumed run opens its directory;
+    the project's appends, so the curve is the uninterrupted run's."""
+    common = ["test=false", "trainer.val_check_interval=2"]
+    full, run = tmp_path / "full", tmp_path / "run"
+    train_entry.train(train_cfg(*common, "trainer.max_steps=4", out=full))
+    train_entry.train(train_cfg(*common, "trainer.max_steps=2", out=run))
+    last = run / "checkpoints" / "last.ckpt"
+    train_entry.train(train_cfg(*common, "trainer.max_steps=4", f"ckpt_path={last}", out=run))
+    for name in ("train/loss", "val/loss", "val/bleu"):
+        want = _logged(_metrics(full), name)
+        assert len(want) >= 2 and _logged(_metrics(run), name) == want, name
