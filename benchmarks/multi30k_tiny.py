@@ -53,11 +53,12 @@ def clock(run: Path) -> dict[str, Any]:
     }
 
 
-def evaluate(run: Path, direction: str, average_last: int, out: Path) -> dict[str, Any]:
+def evaluate(run: Path, average_last: int, out: Path, *overrides: str) -> dict[str, Any]:
+    """evaluate.py on the average of the run's last checkpoints, beam 5; its scores.json."""
     cmd = [
         sys.executable, "evaluate.py", f"ckpt_path={run / 'checkpoints'}",
-        f"average_last={average_last}", f"data={DATA[direction]}", "split=val",
-        "decoding=beam", "decoding.beam_size=5", f"hydra.run.dir={out}",
+        f"average_last={average_last}", "decoding=beam", "decoding.beam_size=5",
+        f"hydra.run.dir={out}", *overrides,
     ]  # fmt: skip
     subprocess.run(cmd, cwd=ROOT, check=True)
     return json.loads((out / "scores.json").read_text())
@@ -74,7 +75,9 @@ def main() -> None:
         if direction not in DATA:
             parser.error(f"--run {item}: direction must be one of {', '.join(DATA)}")
         run = Path(folder).resolve()
-        scores = evaluate(run, direction, args.average_last, run / "eval_avg_beam5")
+        scores = evaluate(
+            run, args.average_last, run / "eval_avg_beam5", f"data={DATA[direction]}", "split=val"
+        )
         results[direction] = {
             "run": str(run),
             **clock(run),

@@ -16,14 +16,11 @@ import argparse
 import csv
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from benchmarks.machine import machine_info
-from benchmarks.multi30k_tiny import clock, learning_curve
+from benchmarks.multi30k_tiny import clock, evaluate, learning_curve
 from transformer_mt.utils.io import read_lines
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,16 +45,6 @@ SENTENCES = {  # source -> what a person would write
 def training_sources(data_dir: Path) -> set[str]:
     with open(data_dir / "tatoeba-cmn-eng" / "train.tsv", encoding="utf-8", newline="") as f:
         return {row[1] for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if row}
-
-
-def evaluate(run: Path, average_last: int, out: Path, *overrides: str) -> dict[str, Any]:
-    cmd = [
-        sys.executable, "evaluate.py", f"ckpt_path={run / 'checkpoints'}",
-        f"average_last={average_last}", "decoding=beam", "decoding.beam_size=5",
-        f"hydra.run.dir={out}", *overrides,
-    ]  # fmt: skip
-    subprocess.run(cmd, cwd=ROOT, check=True)
-    return json.loads((out / "scores.json").read_text()) if (out / "scores.json").is_file() else {}
 
 
 def main() -> None:

@@ -70,7 +70,6 @@ class PretrainedTable:
     name: str
     weight: nn.Parameter
     pretrained: PretrainedEmbeddings
-    source: Path
     rows: Tensor = field(init=False)
     """Token ids with a Word2Vec vector: the rows a freeze keeps fixed."""
 
@@ -114,7 +113,7 @@ def pretrained_tables(
                 f"but this run's are {tokenizer_fingerprint[:12]}…; rerun pretrain_embeddings.py "
                 "with this run's data settings"
             )
-        tables.append(PretrainedTable(name, weight, pretrained, source))
+        tables.append(PretrainedTable(name, weight, pretrained))
     return tables
 
 
@@ -128,7 +127,7 @@ def zero_frozen_grads_(tables: list[PretrainedTable]) -> None:
     """No gradient for the pretrained rows (called between backward and the optimizer step).
 
     Adam then leaves them exactly as they are (zero moments, zero update); AdamW's decoupled
-    weight decay would still shrink them, so the Word2Vec presets use no weight decay.
+    weight decay would still shrink them: freeze with optimizer=adam (no weight decay).
     """
     for table in tables:
         if table.weight.grad is not None:
