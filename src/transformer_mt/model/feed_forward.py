@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from transformer_mt.model.dropout import Dropout
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
@@ -16,7 +18,7 @@ class PositionwiseFeedForward(nn.Module):
             raise ValueError(f"activation={activation!r}; valid choices: {', '.join(ACTIVATIONS)}")
         self.w_1 = nn.Linear(d_model, d_ff)
         self.activation = ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.w_2 = nn.Linear(d_ff, d_model)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from transformer_mt.model.attention import MultiHeadAttention
 from transformer_mt.model.config import TransformerConfig
+from transformer_mt.model.dropout import Dropout
 from transformer_mt.model.feed_forward import PositionwiseFeedForward
 from transformer_mt.model.positional import Rotary
 from transformer_mt.model.state import LayerKV
@@ -27,7 +28,7 @@ class EncoderLayer(nn.Module):
         self.ffn = PositionwiseFeedForward(d_model, config.d_ff, config.dropout, config.activation)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor, attn_mask: Tensor | None, rotary: Rotary | None) -> Tensor:
         """x (B, S, D); attn_mask broadcastable to (B, h, S, S) -> (B, S, D)."""
@@ -52,7 +53,7 @@ class DecoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(
         self,
