@@ -3,9 +3,11 @@
     PYTHONPATH=src python -m benchmarks.training_throughput [--rounds 8] [--threads 2]
 
 A full training step = forward + label-smoothed loss (epsilon 0.1, summed over non-pad target
-tokens, divided by their count) + backward + Adam step (betas (0.9, 0.98), eps 1e-9), dropout
-on. Both models have the same dimensions (d_model 256, 3+3 layers, 4 heads, d_ff 1024, shared
-tied 8,000-token vocabulary, dropout 0.1 incl. inside the feed-forward) and, round after round,
+tokens, divided by their count) + backward + fused Adam step (betas (0.9, 0.98), eps 1e-9),
+dropout on. Ours runs as `TranslationModule` trains it, projecting only the non-pad target
+positions to the vocabulary; Marian projects every position, as HF models do. Both models
+have the same dimensions (d_model 256, 3+3 layers, 4 heads, d_ff 1024, shared tied 8,000-token
+vocabulary, dropout 0.1 incl. inside the feed-forward) and, round after round,
 train on the same real batch: Multi30k de-en train, joint unigram SentencePiece, length-bucketed
 batches of at most 4,096 padded tokens, exactly as `train.py` gets them. HF receives the same
 ids with our pad id mapped to its own and an attention mask; both losses are the same function.
@@ -38,11 +40,12 @@ from transformer_mt.data.batching import Batch
 from transformer_mt.data.corpus import Multi30k
 from transformer_mt.data.datamodule import TranslationDataModule
 from transformer_mt.data.tokenizer import TokenizerConfig
-from transformer_mt.training.loss import label_smoothed_nll_loss
+from transformer_mt.training.loss import label_smoothed_nll_loss, projected_smoothed_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL_SMOOTHING = 0.1
-ADAM = {"lr": 5e-4, "betas": (0.9, 0.98), "eps": 1e-9}
+# fused: the kernel conf/optimizer/adam.yaml selects (torch >= 2.4 has it on CPU); both alike
+ADAM = {"lr": 5e-4, "betas": (0.9, 0.98), "eps": 1e-9, "fused": True}
 # Profile groups: an op's self time goes to the first group matched by the op or, failing
 # that, by its nearest enclosing op (so bernoulli_ inside native_dropout counts as dropout).
 GROUPS = {
@@ -50,7 +53,7 @@ GROUPS = {
     "dropout": ("dropout", "bernoulli"),
     "layernorm": ("layer_norm", "layernorm"),
     "attention": ("scaled_dot_product", "attention"),
-    "softmax_log_softmax_loss": ("softmax", "nll", "gather", "cross_entropy"),
+    "softmax_log_softmax_loss": ("softmax", "nll", "gather", "cross_entropy", "crossentropy"),
     "matmul_linear": ("aten::mm", "addmm", "bmm", "matmul", "linear", "mmbackward"),
 }
 MATMUL_FLOPS_FORMULA = (
@@ -58,7 +61,8 @@ MATMUL_FLOPS_FORMULA = (
     "(N_s = B*S, N_t = B*T): encoder layer 4*2*N_s*d^2 (Q,K,V,O) + 2*2*N_s*d*d_ff + "
     "2*2*B*S^2*d (QK^T, AV); decoder layer 4*2*N_t*d^2 + 4*B*T^2*d (self, full square: the "
     "causal half is not skipped in the count) + 2*2*N_t*d^2 + 2*2*N_s*d^2 (cross Q,O and K,V) "
-    "+ 4*B*T*S*d + 2*2*N_t*d*d_ff; output projection 2*N_t*d*V. Step = 3 * forward "
+    "+ 4*B*T*S*d + 2*2*N_t*d*d_ff; output projection 2*R*d*V with R = B*T for HF and the "
+    "non-pad target count for ours (it projects only those). Step = 3 * forward "
     "(backward = 2x forward: grad w.r.t. input and weight)."
 )
 
@@ -84,20 +88,35 @@ def load_batches(data_root: Path, cache_dir: Path, count: int) -> list[Batch]:
 
 
 def loss_per_token(logits: Tensor, batch: Batch) -> Tensor:
-    """The training loss of `TranslationModule`: label-smoothed, per non-pad target token."""
+    """The label-smoothed loss per non-pad target token, on (B, T, V) logits (HF's step)."""
     loss_sum, _ = label_smoothed_nll_loss(logits, batch.tgt_out_ids, LABEL_SMOOTHING, PAD_ID)
     return loss_sum / batch.num_tgt_tokens
 
 
+def ours_loss(model: torch.nn.Module) -> Callable[[Batch], Tensor]:
+    """The same loss as `TranslationModule._losses` computes it: the non-pad target rows of
+    the decoder output, projected to the vocabulary inside the loss a slice at a time."""
+
+    def loss(batch: Batch) -> Tensor:
+        keep = batch.tgt_out_ids.ne(PAD_ID)
+        features = model.features(batch.src_ids, batch.tgt_in_ids)[keep]
+        loss_sum, _ = projected_smoothed_loss(
+            features, model.output_weight, batch.tgt_out_ids[keep], LABEL_SMOOTHING, PAD_ID
+        )
+        return loss_sum / batch.num_tgt_tokens
+
+    return loss
+
+
 def make_step(
-    forward: Callable[[Batch], Tensor], model: torch.nn.Module
+    loss_of: Callable[[Batch], Tensor], model: torch.nn.Module
 ) -> Callable[[Batch], float]:
     """One full training step on a batch; returns the loss (a float, so the step is finished)."""
     optimizer = torch.optim.Adam(model.parameters(), **ADAM)
 
     def step(batch: Batch) -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_per_token(forward(batch), batch)
+        loss = loss_of(batch)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -105,7 +124,7 @@ def make_step(
     return step
 
 
-def marian_forward(marian) -> Callable[[Batch], Tensor]:
+def marian_loss(marian) -> Callable[[Batch], Tensor]:
     """Marian on our ids: pads become Marian's pad id, the source gets an attention mask.
 
     In the decoder, pads only follow a sentence's real tokens, so the causal mask already
@@ -113,15 +132,16 @@ def marian_forward(marian) -> Callable[[Batch], Tensor]:
     """
     pad = marian.config.pad_token_id
 
-    def forward(batch: Batch) -> Tensor:
+    def loss(batch: Batch) -> Tensor:
         src_mask = batch.src_ids.ne(PAD_ID)
-        return marian(
+        logits = marian(
             input_ids=batch.src_ids.masked_fill(~src_mask, pad),
             attention_mask=src_mask.long(),
             decoder_input_ids=batch.tgt_in_ids.masked_fill(batch.tgt_in_ids.eq(PAD_ID), pad),
         ).logits
+        return loss_per_token(logits, batch)  # (B, T, V): HF projects the padding too
 
-    return forward
+    return loss
 
 
 def interleaved_rounds(
@@ -168,8 +188,9 @@ def throughput(seconds: dict[str, list[float]], batches: list[Batch]) -> dict:
     return out
 
 
-def step_matmul_flops(batch: Batch) -> int:
-    """Analytic matmul FLOPs of one training step on `batch` (see MATMUL_FLOPS_FORMULA)."""
+def step_matmul_flops(batch: Batch, output_rows: int | None = None) -> int:
+    """Analytic matmul FLOPs of one training step on `batch` (see MATMUL_FLOPS_FORMULA);
+    output_rows: positions projected to the vocabulary (default all B*T; ours: non-pad)."""
     (b, s), t = batch.src_ids.shape, batch.tgt_in_ids.shape[1]
     d, ns, nt = D_MODEL, b * s, b * t
     encoder = 4 * 2 * ns * d * d + 2 * 2 * ns * d * D_FF + 2 * 2 * b * s * s * d
@@ -181,7 +202,8 @@ def step_matmul_flops(batch: Batch) -> int:
         + 4 * b * t * s * d
         + 2 * 2 * nt * d * D_FF
     )
-    forward = LAYERS * (encoder + decoder) + 2 * nt * d * VOCAB
+    rows = nt if output_rows is None else output_rows
+    forward = LAYERS * (encoder + decoder) + 2 * rows * d * VOCAB
     return 3 * forward
 
 
@@ -249,14 +271,15 @@ def measure(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     ours, marian = build_ours().train(), build_marian().train()
     steps = {
-        "transformer_mt": make_step(lambda b: ours(b.src_ids, b.tgt_in_ids), ours),
-        "hf_marian": make_step(marian_forward(marian), marian),
+        "transformer_mt": make_step(ours_loss(ours), ours),
+        "hf_marian": make_step(marian_loss(marian), marian),
     }
     timed = batches[: args.warmup + args.rounds]
     seconds = interleaved_rounds(steps, timed, args.warmup)
     results = throughput(seconds, timed[args.warmup :])
     peak = matmul_peak(args.mm_size, args.mm_repeats)
-    flops = [step_matmul_flops(b) for b in timed[args.warmup :]]
+    flops = [step_matmul_flops(b, b.num_tgt_tokens) for b in timed[args.warmup :]]
+    hf_flops = [step_matmul_flops(b) for b in timed[args.warmup :]]
     achieved = [
         f / t / 1e9 for f, t in zip(flops, seconds["transformer_mt"], strict=True)
     ]  # GFLOP/s per round
@@ -266,13 +289,14 @@ def measure(args: argparse.Namespace) -> dict:
         "ours_median_step_gflop": statistics.median(flops) / 1e9,
         "ours_median_achieved_gflop_per_s": statistics.median(achieved),
         "ours_share_of_peak": statistics.median(achieved) / peak["median_gflop_per_s"],
+        "hf_median_step_gflop": statistics.median(hf_flops) / 1e9,
         "hf_median_achieved_gflop_per_s": statistics.median(
-            f / t / 1e9 for f, t in zip(flops, seconds["hf_marian"], strict=True)
+            f / t / 1e9 for f, t in zip(hf_flops, seconds["hf_marian"], strict=True)
         ),
     }
     results["profile_ours"] = profile_steps(steps["transformer_mt"], batches[-2:])
     results["profile_ours"]["analytic_matmul_flops_per_step"] = (
-        sum(step_matmul_flops(b) for b in batches[-2:]) // 2
+        sum(step_matmul_flops(b, b.num_tgt_tokens) for b in batches[-2:]) // 2
     )  # beside the profiler's own count of the same steps, a check on the formula
     results["profile_hf_groups"] = profile_steps(steps["hf_marian"], batches[-2:])["groups_share"]
     results["batches"] = [
@@ -310,7 +334,8 @@ def main() -> None:
             "data": "Multi30k de-en train, joint unigram SentencePiece 8000, "
             "length-bucketed batches, max_tokens 4096 (padded, larger side), seed 1",
             "step": "forward + label-smoothed loss (0.1, per non-pad target token) + backward "
-            "+ Adam step; train mode, dropout 0.1 (Marian: dropout 0.1, activation_dropout 0.1, "
+            "+ fused Adam step; ours projects only the non-pad target positions to the vocabulary, "
+            "HF all of them; train mode, dropout 0.1 (Marian: dropout 0.1, activation_dropout 0.1, "
             "attention_dropout 0.0; ours: dropout 0.1, attention_dropout 0.0)",
             "adam": {**ADAM, "betas": list(ADAM["betas"])},
             "model": {

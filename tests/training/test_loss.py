@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_mt.training.loss import label_smoothed_nll_loss
+import transformer_mt.training.loss as loss_module
+from transformer_mt.training.loss import label_smoothed_nll_loss, projected_smoothed_loss
 
 PAD = 0
 
@@ -116,3 +117,59 @@ def test_bfloat16_logits_are_scored_in_float32() -> None:
     torch.testing.assert_close(loss, want)
     loss.backward()
     assert logits.grad.dtype == torch.bfloat16
+
+
+# ---- the output projection fused into the loss, a slice of rows at a time -------------------
+
+
+def _torch_reference(features, weight, target, eps):
+    """Reference: torch's own linear and cross_entropy, summed over the non-pad tokens."""
+    logits = F.linear(features, weight)
+    loss = F.cross_entropy(logits, target, ignore_index=PAD, label_smoothing=eps, reduction="sum")
+    return loss, F.cross_entropy(logits, target, ignore_index=PAD, reduction="sum")
+
+
+@pytest.mark.parametrize("slice_elements", [7 * 3, 7 * 5, 1 << 20])  # 3 rows, 5 rows, all
+def test_projected_loss_and_gradients_equal_torch_linear_and_cross_entropy(
+    slice_elements: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loss_module, "CPU_SLICE_ELEMENTS", slice_elements)
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(13, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([3, 5, 1, PAD, 6, 2, PAD, 4, 4, 1, PAD, 2, 6])
+    upstream = (torch.tensor(0.7, dtype=torch.float64), torch.tensor(0.2, dtype=torch.float64))
+
+    loss, nll = projected_smoothed_loss(features, weight, target, 0.1, PAD)
+    (loss * upstream[0] + nll * upstream[1]).backward()
+    got = features.grad.clone(), weight.grad.clone()
+    features.grad = weight.grad = None
+    want_loss, want_nll = _torch_reference(features, weight, target, 0.1)
+    (want_loss * upstream[0] + want_nll * upstream[1]).backward()
+
+    torch.testing.assert_close(loss, want_loss)
+    torch.testing.assert_close(nll, want_nll)
+    torch.testing.assert_close(got[0], features.grad)
+    torch.testing.assert_close(got[1], weight.grad)
+    assert got[0][target == PAD].abs().max() == 0  # pads get no gradient
+
+
+def test_projected_loss_of_a_frozen_weight_and_a_second_backward() -> None:
+    features = torch.randn(5, 4, requires_grad=True)
+    weight = torch.randn(9, 4)  # no grad wanted
+    loss, _ = projected_smoothed_loss(features, weight, torch.tensor([1, 2, 3, 4, 5]), 0.1, PAD)
+    loss.backward(retain_graph=True)
+    assert features.grad is not None and weight.grad is None
+    with pytest.raises(RuntimeError, match="one backward only"):
+        loss.backward()
+
+
+def test_projected_loss_in_bfloat16_is_close_to_float32() -> None:
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(40, 16, generator=g)
+    weight = torch.randn(50, 16, generator=g) * 0.25
+    target = torch.randint(1, 50, (40,), generator=g)
+    loss16, _ = projected_smoothed_loss(features.bfloat16(), weight, target, 0.1, PAD)
+    want, _ = _torch_reference(features, weight, target, 0.1)
+    assert loss16.dtype == torch.float32
+    assert loss16.item() == pytest.approx(want.item(), rel=2e-2)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from transformer_mt.model.config import TransformerConfig
+from transformer_mt.model.dropout import Dropout
 from transformer_mt.model.embeddings import OutputProjection, TokenEmbedding
 from transformer_mt.model.layers import DecoderLayer, EncoderLayer
 from transformer_mt.model.positional import build_positional_encoding
@@ -45,7 +46,7 @@ class Encoder(nn.Module):
         self.pad_id = config.pad_id
         self.embedding = embedding
         self.positional = build_positional_encoding(config, causal=False)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_encoder_layers))
         self.final_norm = _final_norm(config)
 
@@ -74,13 +75,17 @@ class Decoder(nn.Module):
         self.num_heads, self.d_k = config.num_heads, config.d_k
         self.embedding = embedding
         self.positional = build_positional_encoding(config, causal=True)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_decoder_layers))
         self.final_norm = _final_norm(config)
         self.output = output
 
     def forward(self, tgt_in_ids: Tensor, enc: EncoderOutput) -> Tensor:
         """Full causal pass: tgt_in_ids (B, T) -> logits (B, T, V)."""
+        return self.output(self.features(tgt_in_ids, enc))
+
+    def features(self, tgt_in_ids: Tensor, enc: EncoderOutput) -> Tensor:
+        """Full causal pass up to the output layer: tgt_in_ids (B, T) -> (B, T, D)."""
         length = tgt_in_ids.size(1)
         x = self.dropout(self.positional(self.embedding(tgt_in_ids)))
         bias = self.positional.attention_bias(length, length)
@@ -96,7 +101,7 @@ class Decoder(nn.Module):
                 cross_mask=cross_mask,
                 rotary=rotary,
             )
-        return self.output(self.final_norm(x))
+        return self.final_norm(x)
 
     def init_state(self, enc: EncoderOutput, capacity: int = 32) -> IncrementalState:
         """Empty self-attention caches; cross-attention K/V computed once from the memory, once
@@ -176,6 +181,16 @@ class Transformer(nn.Module):
     def forward(self, src_ids: Tensor, tgt_in_ids: Tensor) -> Tensor:
         """Teacher-forced pass: src_ids (B, S), tgt_in_ids (B, T) -> logits (B, T, V_tgt)."""
         return self.decoder(tgt_in_ids, self.encoder(src_ids))
+
+    def features(self, src_ids: Tensor, tgt_in_ids: Tensor) -> Tensor:
+        """Teacher-forced pass up to the output layer -> (B, T, D): training projects these to
+        the vocabulary inside the loss, a slice of rows at a time (`projected_smoothed_loss`)."""
+        return self.decoder.features(tgt_in_ids, self.encoder(src_ids))
+
+    @property
+    def output_weight(self) -> Tensor:
+        """The pre-softmax matrix (V_tgt, D): logits = features @ output_weight.T."""
+        return self.decoder.output.weight
 
     def encode(self, src_ids: Tensor) -> EncoderOutput:
         """src_ids (B, S) -> EncoderOutput(memory (B, S, D), src_key_padding_mask (B, S))."""

@@ -51,8 +51,8 @@ def label_smoothed_nll_loss(
     so the loss per token is (1 - epsilon) * nll + epsilon * mean_k(-log p(k)).
 
     Args:
-        logits: (B, T, V) unnormalized scores.
-        target: (B, T) gold ids; positions equal to ``ignore_index`` contribute nothing.
+        logits: (..., V) unnormalized scores.
+        target: (...) gold ids; positions equal to ``ignore_index`` contribute nothing.
         epsilon: smoothing mass in [0, 1).
         ignore_index: the pad id.
 
@@ -70,3 +70,92 @@ def label_smoothed_nll_loss(
     keep = target.ne(ignore_index)
     safe_target = target.masked_fill(~keep, 0)
     return _SmoothedCrossEntropy.apply(flat, safe_target, keep.to(flat.dtype), epsilon)
+
+
+# Rows of logits per slice, as a number of elements: on a CPU a slice stays under glibc's
+# 32 MiB mmap threshold (so its memory is reused, not page-faulted in again) and in cache-sized
+# pieces; on accelerators slices are large, to keep kernels few.
+CPU_SLICE_ELEMENTS = 1 << 21
+ACCELERATOR_SLICE_ELEMENTS = 1 << 26
+
+
+class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
+    """`_SmoothedCrossEntropy` of logits = features @ weight.T, computed a slice of rows at a
+    time: the (N, V) logits are never one tensor, and each slice is turned into its softmax in
+    place for the backward. Matmuls run in the features' dtype (bf16 under autocast), the
+    softmax and the loss in float32 (float64 for float64 features)."""
+
+    @staticmethod
+    def forward(
+        ctx, features: Tensor, weight: Tensor, target: Tensor, keep: Tensor, epsilon: float
+    ) -> tuple[Tensor, Tensor]:
+        weight_mm = weight.to(features.dtype)
+        budget = CPU_SLICE_ELEMENTS if features.is_cpu else ACCELERATOR_SLICE_ELEMENTS
+        rows = max(1, budget // weight.size(0))
+        loss_dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+        loss = features.new_zeros((), dtype=loss_dtype)
+        nll = features.new_zeros((), dtype=loss_dtype)
+        softmaxes = []
+        for start in range(0, features.size(0), rows):
+            logits = torch.mm(features[start : start + rows], weight_mm.t()).to(loss_dtype)
+            gold, kept = target[start : start + rows], keep[start : start + rows]
+            lse = torch.logsumexp(logits, dim=-1)  # (n,)
+            nll_rows = lse - logits.gather(-1, gold.unsqueeze(-1)).squeeze(-1)
+            smooth_rows = lse - logits.mean(dim=-1)
+            loss += ((nll_rows * (1.0 - epsilon) + smooth_rows * epsilon) * kept).sum()
+            nll += (nll_rows * kept).sum()
+            softmaxes.append(logits.sub_(lse.unsqueeze(-1)).exp_())  # in place
+        ctx.save_for_backward(features, weight, target, keep)
+        ctx.softmaxes, ctx.rows, ctx.epsilon = softmaxes, rows, epsilon
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, grad_nll: Tensor) -> tuple[Tensor | None, ...]:
+        features, weight, target, keep = ctx.saved_tensors
+        if ctx.softmaxes is None:
+            raise RuntimeError("the projected loss keeps its softmax for one backward only")
+        eps, vocab, rows = ctx.epsilon, weight.size(0), ctx.rows
+        weight_mm = weight.to(features.dtype)
+        scale = (grad_loss + grad_nll) * keep  # (N,): softmax(x) - q, per row weights
+        uniform = grad_loss * eps / vocab * keep
+        gold_weight = -(grad_loss * (1.0 - eps) + grad_nll) * keep
+        grad_features = torch.empty_like(features)
+        grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+        for i, start in enumerate(range(0, features.size(0), rows)):
+            stop = start + rows
+            grad = ctx.softmaxes[i]  # overwritten in place: dloss / dlogits of these rows
+            grad.mul_(scale[start:stop].unsqueeze(-1)).sub_(uniform[start:stop].unsqueeze(-1))
+            grad.scatter_add_(
+                -1, target[start:stop].unsqueeze(-1), gold_weight[start:stop].unsqueeze(-1)
+            )
+            grad = grad.to(features.dtype)
+            torch.mm(grad, weight_mm, out=grad_features[start:stop])
+            if grad_weight is not None and grad.dtype == grad_weight.dtype:
+                grad_weight.addmm_(grad.t(), features[start:stop])
+            elif grad_weight is not None:  # bf16 matmul, float32 accumulation
+                grad_weight += torch.mm(grad.t(), features[start:stop]).to(weight.dtype)
+        ctx.softmaxes = None
+        return grad_features, grad_weight, None, None, None
+
+
+def projected_smoothed_loss(
+    features: Tensor, weight: Tensor, target: Tensor, epsilon: float, ignore_index: int
+) -> tuple[Tensor, Tensor]:
+    """`label_smoothed_nll_loss` of the logits features @ weight.T, without ever holding the
+    whole (N, V) logits: on a CPU, faster than projecting first (no page-faulted (N, V)
+    tensors, cache-sized passes), and on any device, less memory.
+
+    Args:
+        features: (..., D) decoder outputs before the output layer (`Transformer.features`).
+        weight: (V, D) the output layer's matrix (`Transformer.output_weight`).
+        target: (...) gold ids; positions equal to ``ignore_index`` contribute nothing.
+    """
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"label smoothing epsilon must be in [0, 1), got {epsilon}")
+    flat = features.reshape(-1, features.size(-1))  # (N, D)
+    target = target.reshape(-1)
+    keep = target.ne(ignore_index)
+    dtype = torch.float64 if flat.dtype == torch.float64 else torch.float32
+    return _ProjectedSmoothedCrossEntropy.apply(
+        flat, weight, target.masked_fill(~keep, 0), keep.to(dtype), epsilon
+    )
