@@ -9,7 +9,6 @@ import pytest
 import sentencepiece as spm
 
 from transformer_mt.constants import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from transformer_mt.data import tokenizer as tokenizer_module
 from transformer_mt.data import vocab
 from transformer_mt.data.corpus import TextPairSource, TsvSource
 from transformer_mt.data.tokenizer import Tokenizer, TokenizerConfig
@@ -33,16 +32,6 @@ def test_encode_contract_and_detokenized_decode(small_tokenizer: Tokenizer, slic
     # specials around the pieces are dropped; text comes back as SentencePiece normalizes it
     padded = [[BOS_ID, *t, EOS_ID, PAD_ID, PAD_ID] for t in tgt]
     assert small_tokenizer.decode_tgt(padded) == [" ".join(line.split()) for line in lines]
-
-
-def test_batch_encoding_in_calls_of_encode_batch_lines_keeps_every_line_in_order(
-    small_tokenizer: Tokenizer, slice_files, monkeypatch: pytest.MonkeyPatch
-):
-    monkeypatch.setattr(tokenizer_module, "ENCODE_BATCH", 7)
-    lines = slice_files["val.en"].read_text().split("\n")[:23]  # 3 full calls and 2 lines
-    one_by_one = spm.SentencePieceProcessor(model_proto=small_tokenizer.to_state()["src_model"])
-    assert small_tokenizer.encode_tgt(lines) == [one_by_one.encode(line) for line in lines]
-    assert small_tokenizer.encode_src(lines) == [one_by_one.encode(x) + [EOS_ID] for x in lines]
 
 
 def test_src_pieces_match_ids(small_tokenizer: Tokenizer):

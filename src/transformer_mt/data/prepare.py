@@ -6,8 +6,7 @@ Layout of a prepared split folder (all little-endian raw arrays, described by me
     src_offsets.bin / tgt_offsets.bin  int64 start of pair i; [N] = total   (N + 1,)
     line_numbers.bin  int64 1-based line of pair i in the split file  (N,)
 Token ids are uint16 when the vocabulary fits, else int32. Encoding uses SentencePiece's
-multi-threaded batch encoder on a worker thread, overlapped with reading and writing; flattening
-uses numpy (no Python loop over tokens).
+multi-threaded batch encoder; flattening uses numpy (no Python loop over tokens).
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -24,7 +21,7 @@ import numpy as np
 
 from transformer_mt.data.cache import build_atomically
 from transformer_mt.data.corpus import SplitSource
-from transformer_mt.data.readers import PairChunk, ReadStats
+from transformer_mt.data.readers import ReadStats
 from transformer_mt.data.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -62,28 +59,6 @@ class _Writer:
         self.totals[side] += int(lengths.sum())
 
 
-Encoded = tuple[PairChunk, list[list[int]], list[list[int]]]
-
-
-def _encoded(chunks: Iterable[PairChunk], tokenizer: Tokenizer) -> Iterator[Encoded]:
-    """Each chunk with its source and target ids, in order. A worker thread encodes chunk i
-    while the caller writes chunk i - 1 and reads chunk i + 1: SentencePiece releases the GIL
-    while it encodes, so reading and writing no longer wait for it."""
-
-    def encode(chunk: PairChunk) -> Encoded:
-        return chunk, tokenizer.encode_src(chunk.src), tokenizer.encode_tgt(chunk.tgt)
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: Future[Encoded] | None = None
-        for chunk in chunks:
-            submitted = pool.submit(encode, chunk)
-            if pending is not None:
-                yield pending.result()
-            pending = submitted
-        if pending is not None:
-            yield pending.result()
-
-
 def _encode_into(folder: Path, source: SplitSource, tokenizer: Tokenizer, stats: ReadStats) -> dict:
     dtypes = {
         "src": token_dtype(tokenizer.src_vocab_size),
@@ -91,9 +66,9 @@ def _encode_into(folder: Path, source: SplitSource, tokenizer: Tokenizer, stats:
     }
     with ExitStack() as stack:
         writer = _Writer(folder, dtypes, stack)
-        for chunk, src_ids, tgt_ids in _encoded(source.read(stats), tokenizer):
-            writer.add("src", src_ids)
-            writer.add("tgt", tgt_ids)
+        for chunk in source.read(stats):
+            writer.add("src", tokenizer.encode_src(chunk.src))
+            writer.add("tgt", tokenizer.encode_tgt(chunk.tgt))
             writer.files["line_numbers"].write(np.asarray(chunk.line_numbers, np.int64).tobytes())
             writer.pairs += len(chunk.src)
     return {
