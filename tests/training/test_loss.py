@@ -173,3 +173,15 @@ def test_projected_loss_in_bfloat16_is_close_to_float32() -> None:
     want, _ = _torch_reference(features, weight, target, 0.1)
     assert loss16.dtype == torch.float32
     assert loss16.item() == pytest.approx(want.item(), rel=2e-2)
+
+
+def test_projected_loss_under_no_grad_gives_the_same_values() -> None:
+    g = torch.Generator().manual_seed(2)
+    features = torch.randn(9, 5, generator=g, requires_grad=True)
+    weight = torch.randn(11, 5, generator=g, requires_grad=True)
+    target = torch.tensor([1, 2, PAD, 4, 5, 6, 7, PAD, 10])
+    with torch.no_grad():  # validation: no softmax is kept for a backward
+        loss, nll = projected_smoothed_loss(features, weight, target, 0.1, PAD)
+        want_loss, want_nll = _torch_reference(features, weight, target, 0.1)
+    torch.testing.assert_close((loss, nll), (want_loss, want_nll))
+    assert not loss.requires_grad

@@ -87,7 +87,13 @@ class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, features: Tensor, weight: Tensor, target: Tensor, keep: Tensor, epsilon: float
+        ctx,
+        features: Tensor,
+        weight: Tensor,
+        target: Tensor,
+        keep: Tensor,
+        epsilon: float,
+        for_backward: bool,
     ) -> tuple[Tensor, Tensor]:
         weight_mm = weight.to(features.dtype)
         budget = CPU_SLICE_ELEMENTS if features.is_cpu else ACCELERATOR_SLICE_ELEMENTS
@@ -104,9 +110,11 @@ class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
             smooth_rows = lse - logits.mean(dim=-1)
             loss += ((nll_rows * (1.0 - epsilon) + smooth_rows * epsilon) * kept).sum()
             nll += (nll_rows * kept).sum()
-            softmaxes.append(logits.sub_(lse.unsqueeze(-1)).exp_())  # in place
+            if for_backward:  # not under no_grad (validation): no softmax pass then
+                softmaxes.append(logits.sub_(lse.unsqueeze(-1)).exp_())  # in place
         ctx.save_for_backward(features, weight, target, keep)
-        ctx.softmaxes, ctx.rows, ctx.epsilon = softmaxes, rows, epsilon
+        ctx.softmaxes = softmaxes if for_backward else None
+        ctx.rows, ctx.epsilon = rows, epsilon
         return loss, nll
 
     @staticmethod
@@ -135,7 +143,7 @@ class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
             elif grad_weight is not None:  # bf16 matmul, float32 accumulation
                 grad_weight += torch.mm(grad.t(), features[start:stop]).to(weight.dtype)
         ctx.softmaxes = None
-        return grad_features, grad_weight, None, None, None
+        return grad_features, grad_weight, None, None, None, None
 
 
 def projected_smoothed_loss(
@@ -156,6 +164,7 @@ def projected_smoothed_loss(
     target = target.reshape(-1)
     keep = target.ne(ignore_index)
     dtype = torch.float64 if flat.dtype == torch.float64 else torch.float32
+    for_backward = torch.is_grad_enabled() and (flat.requires_grad or weight.requires_grad)
     return _ProjectedSmoothedCrossEntropy.apply(
-        flat, weight, target.masked_fill(~keep, 0), keep.to(dtype), epsilon
+        flat, weight, target.masked_fill(~keep, 0), keep.to(dtype), epsilon, for_backward
     )
