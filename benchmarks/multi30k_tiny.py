@@ -42,13 +42,18 @@ def learning_curve(run: Path) -> dict[str, list[list[float]]]:
     return {name: sorted([s, v] for s, v in points.items()) for name, points in series.items()}
 
 
-def clock(run: Path) -> dict[str, Any]:
+def clock(run: Path, paused_seconds: float = 0.0) -> dict[str, Any]:
+    """Updates and the Timer's wall time; `paused_seconds` (a run stopped with SIGSTOP while
+    benchmarks had the cores, which the Timer counts) is subtracted from the training time."""
     last = run / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, map_location="cpu", weights_only=False)
     elapsed = checkpoint.get("callbacks", {}).get("Timer", {}).get("time_elapsed", {})
+    train = elapsed.get("train", float("nan"))
     return {
         "updates": checkpoint["global_step"],
-        "train_seconds": round(elapsed.get("train", float("nan")), 1),
+        "train_seconds_timer": round(train, 1),
+        "paused_seconds": paused_seconds,
+        "train_seconds": round(train - paused_seconds, 1),
         "validate_seconds": round(elapsed.get("validate", float("nan")), 1),
     }
 
@@ -68,7 +73,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", action="append", required=True, help="direction=run_dir")
     parser.add_argument("--average-last", type=int, default=10)
+    parser.add_argument(
+        "--paused", action="append", default=[], help="direction=seconds the run was stopped"
+    )
     args = parser.parse_args()
+    paused = {d: float(s) for d, _, s in (item.partition("=") for item in args.paused)}
     results: dict[str, Any] = {}
     for item in args.run:
         direction, _, folder = item.partition("=")
@@ -80,7 +89,7 @@ def main() -> None:
         )
         results[direction] = {
             "run": str(run),
-            **clock(run),
+            **clock(run, paused.get(direction, 0.0)),
             "average_last": args.average_last,
             "scores": scores,
             "learning_curve": learning_curve(run),

@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--average-last", type=int, default=5)
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("TRANSFORMER_MT_DATA"))
+    parser.add_argument("--paused", type=float, default=0.0, help="seconds the run was stopped")
     args = parser.parse_args()
     run = args.run.resolve()
     dev = evaluate(run, args.average_last, run / "eval_dev", "data=tatoeba_zh_en", "split=val")
@@ -71,7 +72,7 @@ def main() -> None:
         "benchmark": "tatoeba_zh_en_small",
         "recipe": "conf/experiment/tatoeba_zh_en_small.yaml",
         "run": str(run),
-        **clock(run),
+        **clock(run, args.paused),
         "average_last": args.average_last,
         "dev": dev,
         "samples": samples,
