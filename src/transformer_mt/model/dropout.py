@@ -25,10 +25,10 @@ def keep_threshold(p: float) -> int:
     return round((1.0 - p) * _WORD_STATES) - 2**31
 
 
-def cpu_keep_mask(shape: torch.Size, p: float, generator: torch.Generator | None = None) -> Tensor:
+def cpu_keep_mask(shape: torch.Size, p: float) -> Tensor:
     """Bool mask of `shape`, each element True (kept) independently with probability 1 - p."""
     count = shape.numel()
-    seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
+    seed = int(torch.randint(0, 2**63 - 1, (1,)))  # from torch's default generator
     words = np.random.SFC64(seed).random_raw((count + 1) // 2)  # uint64, two uniforms each
     uniforms = torch.from_numpy(words.view(np.int32)[:count])
     return uniforms.lt(keep_threshold(p)).view(shape)
