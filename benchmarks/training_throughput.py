@@ -40,7 +40,7 @@ from transformer_mt.data.batching import Batch
 from transformer_mt.data.corpus import Multi30k
 from transformer_mt.data.datamodule import TranslationDataModule
 from transformer_mt.data.tokenizer import TokenizerConfig
-from transformer_mt.training.loss import label_smoothed_nll_loss, projected_smoothed_loss
+from transformer_mt.training.loss import label_smoothed_nll_loss, teacher_forced_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL_SMOOTHING = 0.1
@@ -94,14 +94,11 @@ def loss_per_token(logits: Tensor, batch: Batch) -> Tensor:
 
 
 def ours_loss(model: torch.nn.Module) -> Callable[[Batch], Tensor]:
-    """The same loss as `TranslationModule._losses` computes it: the non-pad target rows of
-    the decoder output, projected to the vocabulary inside the loss a slice at a time."""
+    """The loss exactly as `TranslationModule` computes it (`teacher_forced_loss`)."""
 
     def loss(batch: Batch) -> Tensor:
-        keep = batch.tgt_out_ids.ne(PAD_ID)
-        features = model.features(batch.src_ids, batch.tgt_in_ids)[keep]
-        loss_sum, _ = projected_smoothed_loss(
-            features, model.output_weight, batch.tgt_out_ids[keep], LABEL_SMOOTHING, PAD_ID
+        loss_sum, _ = teacher_forced_loss(
+            model, batch.src_ids, batch.tgt_in_ids, batch.tgt_out_ids, LABEL_SMOOTHING, PAD_ID
         )
         return loss_sum / batch.num_tgt_tokens
 

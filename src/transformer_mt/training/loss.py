@@ -9,35 +9,52 @@ where the composed version (log_softmax, gather, mean and their backward) makes 
 import torch
 from torch import Tensor
 
+from transformer_mt.model import Transformer
 
-class _SmoothedCrossEntropy(torch.autograd.Function):
-    """Summed smoothed loss and summed NLL of (N, V) logits; rows with keep=0 count for nothing.
+
+def _row_losses(
+    logits: Tensor, target: Tensor, keep: Tensor, epsilon: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Summed smoothed loss and NLL of (n, V) logits over the kept rows, and lse per row.
 
     Per token, with lse = log Σ_k exp(x_k): nll = lse − x_y and the smoothed loss is
-    (1 − ε)·nll + ε·(lse − mean_k x_k). Their gradients are softmax(x) − onehot(y) and
-    softmax(x) − q with q = (1 − ε)·onehot(y) + ε/V.
+    (1 − ε)·nll + ε·(lse − mean_k x_k).
     """
+    lse = torch.logsumexp(logits, dim=-1)  # (n,)
+    nll = lse - logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    loss = nll * (1.0 - epsilon) + (lse - logits.mean(dim=-1)) * epsilon
+    return (loss * keep).sum(), (nll * keep).sum(), lse
+
+
+def _softmax_to_grad_(
+    probs: Tensor, target: Tensor, keep: Tensor, epsilon: float, grad_loss: Tensor, grad_nll: Tensor
+) -> Tensor:
+    """Overwrite softmax rows (n, V) with d(grad_loss·loss + grad_nll·nll)/dlogits: the
+    gradients of loss and nll are softmax(x) − q, q = (1 − ε)·onehot(y) + ε/V, and
+    softmax(x) − onehot(y)."""
+    probs.mul_(((grad_loss + grad_nll) * keep).unsqueeze(-1))
+    probs.sub_((grad_loss * epsilon / probs.size(-1) * keep).unsqueeze(-1))
+    gold = -(grad_loss * (1.0 - epsilon) + grad_nll) * keep  # (n,)
+    return probs.scatter_add_(-1, target.unsqueeze(-1), gold.unsqueeze(-1))
+
+
+class _SmoothedCrossEntropy(torch.autograd.Function):
+    """Summed smoothed loss and summed NLL of (N, V) logits; rows with keep=0 count for nothing."""
 
     @staticmethod
     def forward(
         ctx, logits: Tensor, target: Tensor, keep: Tensor, epsilon: float
     ) -> tuple[Tensor, Tensor]:
-        lse = torch.logsumexp(logits, dim=-1)  # (N,)
-        nll = lse - logits.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N,)
-        loss = nll * (1.0 - epsilon) + (lse - logits.mean(dim=-1)) * epsilon
+        loss, nll, lse = _row_losses(logits, target, keep, epsilon)
         ctx.save_for_backward(logits, target, keep, lse)
         ctx.epsilon = epsilon
-        return (loss * keep).sum(), (nll * keep).sum()
+        return loss, nll
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor, grad_nll: Tensor) -> tuple[Tensor, None, None, None]:
         logits, target, keep, lse = ctx.saved_tensors
-        eps, vocab = ctx.epsilon, logits.size(-1)
-        grad = torch.sub(logits, lse.unsqueeze(-1)).exp_()  # softmax, (N, V)
-        grad.mul_(((grad_loss + grad_nll) * keep).unsqueeze(-1))
-        grad.sub_((grad_loss * eps / vocab * keep).unsqueeze(-1))
-        gold = -(grad_loss * (1.0 - eps) + grad_nll) * keep  # (N,)
-        grad.scatter_add_(-1, target.unsqueeze(-1), gold.unsqueeze(-1))
+        probs = torch.sub(logits, lse.unsqueeze(-1)).exp_()  # softmax, (N, V)
+        grad = _softmax_to_grad_(probs, target, keep, ctx.epsilon, grad_loss, grad_nll)
         return grad, None, None, None
 
 
@@ -104,12 +121,11 @@ class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
         softmaxes = []
         for start in range(0, features.size(0), rows):
             logits = torch.mm(features[start : start + rows], weight_mm.t()).to(loss_dtype)
-            gold, kept = target[start : start + rows], keep[start : start + rows]
-            lse = torch.logsumexp(logits, dim=-1)  # (n,)
-            nll_rows = lse - logits.gather(-1, gold.unsqueeze(-1)).squeeze(-1)
-            smooth_rows = lse - logits.mean(dim=-1)
-            loss += ((nll_rows * (1.0 - epsilon) + smooth_rows * epsilon) * kept).sum()
-            nll += (nll_rows * kept).sum()
+            rows_loss, rows_nll, lse = _row_losses(
+                logits, target[start : start + rows], keep[start : start + rows], epsilon
+            )
+            loss += rows_loss
+            nll += rows_nll
             if for_backward:  # not under no_grad (validation): no softmax pass then
                 softmaxes.append(logits.sub_(lse.unsqueeze(-1)).exp_())  # in place
         ctx.save_for_backward(features, weight, target, keep)
@@ -122,21 +138,16 @@ class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
         features, weight, target, keep = ctx.saved_tensors
         if ctx.softmaxes is None:
             raise RuntimeError("the projected loss keeps its softmax for one backward only")
-        eps, vocab, rows = ctx.epsilon, weight.size(0), ctx.rows
+        rows = ctx.rows
         weight_mm = weight.to(features.dtype)
-        scale = (grad_loss + grad_nll) * keep  # (N,): softmax(x) - q, per row weights
-        uniform = grad_loss * eps / vocab * keep
-        gold_weight = -(grad_loss * (1.0 - eps) + grad_nll) * keep
         grad_features = torch.empty_like(features)
         grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
         for i, start in enumerate(range(0, features.size(0), rows)):
             stop = start + rows
-            grad = ctx.softmaxes[i]  # overwritten in place: dloss / dlogits of these rows
-            grad.mul_(scale[start:stop].unsqueeze(-1)).sub_(uniform[start:stop].unsqueeze(-1))
-            grad.scatter_add_(
-                -1, target[start:stop].unsqueeze(-1), gold_weight[start:stop].unsqueeze(-1)
-            )
-            grad = grad.to(features.dtype)
+            grad = _softmax_to_grad_(  # in place: dloss / dlogits of these rows
+                ctx.softmaxes[i], target[start:stop], keep[start:stop], ctx.epsilon,
+                grad_loss, grad_nll,
+            ).to(features.dtype)  # fmt: skip
             torch.mm(grad, weight_mm, out=grad_features[start:stop])
             if grad_weight is not None and grad.dtype == grad_weight.dtype:
                 grad_weight.addmm_(grad.t(), features[start:stop])
@@ -167,4 +178,21 @@ def projected_smoothed_loss(
     for_backward = torch.is_grad_enabled() and (flat.requires_grad or weight.requires_grad)
     return _ProjectedSmoothedCrossEntropy.apply(
         flat, weight, target.masked_fill(~keep, 0), keep.to(dtype), epsilon, for_backward
+    )
+
+
+def teacher_forced_loss(
+    model: Transformer,
+    src_ids: Tensor,
+    tgt_in_ids: Tensor,
+    tgt_out_ids: Tensor,
+    epsilon: float,
+    pad_id: int,
+) -> tuple[Tensor, Tensor]:
+    """(summed smoothed loss, summed NLL) of a `Transformer` on a batch: only the non-pad
+    target rows of its decoder output are projected to the vocabulary, a slice at a time."""
+    keep = tgt_out_ids.ne(pad_id)
+    features = model.features(src_ids, tgt_in_ids)[keep]  # (N, D)
+    return projected_smoothed_loss(
+        features, model.output_weight, tgt_out_ids[keep], epsilon, pad_id
     )

@@ -31,7 +31,7 @@ from transformer_mt.training.embedding_init import (
     pretrained_tables,
     zero_frozen_grads_,
 )
-from transformer_mt.training.loss import projected_smoothed_loss
+from transformer_mt.training.loss import teacher_forced_loss
 from transformer_mt.training.metrics import corpus_scores, gather_translations
 from transformer_mt.training.translate import SearchFn, decode_batch, translate_lines
 
@@ -150,14 +150,12 @@ class TranslationModule(L.LightningModule):
         return self.model(src_ids, tgt_in_ids)
 
     def _losses(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """(summed smoothed loss, summed NLL) over the non-pad targets; only their rows are
-        projected to the vocabulary, a slice at a time (`projected_smoothed_loss`)."""
-        keep = batch.tgt_out_ids.ne(PAD_ID)
-        features = self.model.features(batch.src_ids, batch.tgt_in_ids)[keep]  # (N, D)
-        return projected_smoothed_loss(
-            features,
-            self.model.output_weight,
-            batch.tgt_out_ids[keep],
+        """(summed smoothed loss, summed NLL) over the non-pad targets."""
+        return teacher_forced_loss(
+            self.model,
+            batch.src_ids,
+            batch.tgt_in_ids,
+            batch.tgt_out_ids,
             self.hparams.label_smoothing,
             PAD_ID,
         )
