@@ -36,8 +36,8 @@ from transformer_mt.model import Transformer, TransformerConfig
 D_MODEL, D_FF, HEADS, LAYERS, VOCAB = 256, 1024, 4, 3, 8000
 
 
-def interleaved_median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict:
-    """Median wall time of each function over `repeats` rounds that call every function once
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list]:
+    """Wall time of each function in each of `repeats` rounds that call every function once
     (after one warm-up call each), so a change in machine load hits all systems alike."""
     for fn in fns.values():
         fn()
@@ -47,7 +47,17 @@ def interleaved_median_times(fns: dict[str, Callable[[], object]], repeats: int)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def round_ratios(times: dict[str, list[float]], ours: str, peer: str) -> dict[str, float]:
+    """Speed ratio ours / peer within each round (same moment, same load): median, min, max.
+
+    On this shared machine the speed drifts by tens of percent within minutes, so the ratio of
+    two medians taken at different moments moves more than the per-round ratios do.
+    """
+    ratios = [p / o for o, p in zip(times[ours], times[peer], strict=True)]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
 
 
 def random_batch(batch: int, src_len: int, tgt_len: int, seed: int) -> dict[str, torch.Tensor]:
@@ -214,13 +224,21 @@ def main() -> None:
                 "hf_marian": partial(decode_marian, marian, src, beam, args.out_len),
                 "ctranslate2": partial(decode_ct2, translator, src, beam, args.out_len),
             }
+            times = interleaved_times(systems, args.repeats)
             row = {}
-            for name, seconds in interleaved_median_times(systems, args.repeats).items():
+            for name, rounds in times.items():
+                seconds = statistics.median(rounds)
                 row[name] = {"seconds": seconds, "sentences_per_s": args.batch / seconds}
                 print(f"beam {beam} {name:15s} {args.batch / seconds:8.1f} sent/s")
             sps = {k: v["sentences_per_s"] for k, v in row.items()}
             row["ratio_vs_hf"] = sps["transformer_mt"] / sps["hf_marian"]
             row["ratio_vs_ctranslate2"] = sps["transformer_mt"] / sps["ctranslate2"]
+            row["per_round_ratio_vs_hf"] = round_ratios(times, "transformer_mt", "hf_marian")
+            row["per_round_ratio_vs_ctranslate2"] = round_ratios(
+                times, "transformer_mt", "ctranslate2"
+            )
+            row["round_seconds"] = times
+            print(f"beam {beam} ours / HF per round: {row['per_round_ratio_vs_hf']}")
             results["decoding"][f"beam{beam}"] = row
 
     batch = random_batch(args.batch, args.src_len, args.out_len, seed=2)
@@ -242,9 +260,14 @@ def main() -> None:
         ),
     }
     tokens = batch["tgt_out"].numel()
-    fb = {k: tokens / t for k, t in interleaved_median_times(steps, args.repeats).items()}
+    fb_times = interleaved_times(steps, args.repeats)
+    fb = {k: tokens / statistics.median(t) for k, t in fb_times.items()}
     fb["ratio_vs_hf"] = fb["transformer_mt"] / fb["hf_marian"]
-    results["forward_backward"] = {"target_tokens_per_s": fb}
+    results["forward_backward"] = {
+        "target_tokens_per_s": fb,
+        "per_round_ratio_vs_hf": round_ratios(fb_times, "transformer_mt", "hf_marian"),
+        "round_seconds": fb_times,
+    }
     print(f"forward+backward tokens/s: ours {fb['transformer_mt']:.0f}  HF {fb['hf_marian']:.0f}")
 
     report = {
@@ -259,7 +282,8 @@ def main() -> None:
             "vocab": VOCAB,
             "weights": "random",
             "fixed_output": "end of sentence blocked until out_len, then forced",
-            "statistic": f"median of {args.repeats} interleaved rounds after 1 warm-up",
+            "statistic": f"median of {args.repeats} interleaved rounds after 1 warm-up; "
+            "per-round ratios: ours / peer within each round",
             "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
         },
         "machine": machine_info(),
