@@ -34,7 +34,16 @@ from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.machine import machine_info
-from benchmarks.model_speed import D_FF, D_MODEL, HEADS, LAYERS, VOCAB, build_marian, build_ours
+from benchmarks.model_speed import (
+    D_FF,
+    D_MODEL,
+    HEADS,
+    LAYERS,
+    VOCAB,
+    build_marian,
+    build_ours,
+    round_ratios,
+)
 from transformer_mt.constants import PAD_ID
 from transformer_mt.data.batching import Batch
 from transformer_mt.data.corpus import Multi30k
@@ -170,16 +179,12 @@ def throughput(seconds: dict[str, list[float]], batches: list[Batch]) -> dict:
             "per_round_target_tokens_per_s": [round(x, 1) for x in per_round],
         }
     ours, hf = out["transformer_mt"], out["hf_marian"]
-    per_round_ratio = [
-        a / b
-        for a, b in zip(
-            ours["per_round_target_tokens_per_s"], hf["per_round_target_tokens_per_s"], strict=True
-        )
-    ]
+    # both systems step the same batch in a round, so the tokens/s ratio is the seconds ratio
+    per_round = round_ratios(seconds, "transformer_mt", "hf_marian")
     out["ratio_ours_vs_hf"] = {
         "of_medians": ours["median_target_tokens_per_s"] / hf["median_target_tokens_per_s"],
-        "median_of_per_round_ratios": statistics.median(per_round_ratio),
-        "min_per_round_ratio": min(per_round_ratio),
+        "median_of_per_round_ratios": per_round["median"],
+        "min_per_round_ratio": per_round["min"],
         "of_totals": ours["total_target_tokens_per_s"] / hf["total_target_tokens_per_s"],
     }
     return out
