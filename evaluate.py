@@ -65,7 +65,9 @@ def read_inputs(cfg: DictConfig) -> tuple[list[str], list[str] | None]:
     return datamodule.sources(cfg.split), datamodule.references(cfg.split)
 
 
-def score(hypotheses: list[str], references: list[str], tokenize: str) -> dict[str, float | str]:
+def score(
+    hypotheses: list[str], references: list[str], tokenize: str
+) -> dict[str, float | int | str]:
     """Cased detokenized BLEU, chrF and TER, and tokenized-lowercased BLEU beside them.
 
     Papers on Multi30k (and WMT before sacreBLEU) report BLEU on tokenized, lowercased text;
@@ -81,13 +83,19 @@ def score(hypotheses: list[str], references: list[str], tokenize: str) -> dict[s
     }
 
 
-def report(scores: dict[str, float | str], n: int) -> None:
+def report(scores: dict[str, float | int | str], n: int) -> None:
     table = Table(title=f"{n} sentences")
     for column in ("metric", "score", "sacrebleu signature"):
         table.add_column(column)
     rows = {"BLEU": "bleu", "BLEU lowercased": "bleu_lc", "chrF": "chrf", "TER": "ter"}
     for name, key in rows.items():
         table.add_row(name, f"{scores[key]:.2f}", str(scores[f"{key}_signature"]))
+    hyp_len, ref_len = scores["hyp_len"], scores["ref_len"]
+    table.add_row(
+        "BLEU brevity penalty",
+        f"{scores['bleu_brevity_penalty']:.3f}",
+        f"ratio {hyp_len / max(ref_len, 1):.3f} (hyp_len {hyp_len}, ref_len {ref_len})",
+    )
     Console().print(table)
 
 

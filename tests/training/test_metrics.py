@@ -1,5 +1,6 @@
 """Corpus scores equal sacrebleu's own, and translations gather across processes in order."""
 
+import math
 import os
 import socket
 
@@ -23,6 +24,15 @@ def test_scores_equal_sacrebleu_functions() -> None:
     lower = corpus_scores(HYPS, REFS, lowercase=True)
     assert lower.bleu == pytest.approx(sacrebleu.corpus_bleu(HYPS, [REFS], lowercase=True).score)
     assert "case:lc" in lower.bleu_signature
+
+
+def test_brevity_penalty_is_the_papers_formula() -> None:
+    """BP = exp(1 - r/c) for a hypothesis shorter than its reference (Papineni et al. 2002)."""
+    scores = corpus_scores(["a man rides"], ["a man rides a red bike ."])
+    assert (scores.hyp_len, scores.ref_len) == (3, 7)
+    assert scores.bleu_brevity_penalty == pytest.approx(math.exp(1 - 7 / 3))
+    longer = corpus_scores(["a man rides a red bike today ."], ["a man rides a red bike ."])
+    assert longer.bleu_brevity_penalty == 1.0 and longer.hyp_len == 8
 
 
 def test_chinese_tokenizer_and_bad_tokenizer() -> None:

@@ -13,16 +13,23 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 
 @dataclass(frozen=True)
 class CorpusScores:
-    """Corpus scores (0-100) and the sacrebleu signature of each."""
+    """Corpus scores (0-100) and the sacrebleu signature of each.
+
+    BLEU's brevity penalty and the two lengths (in BLEU tokens) come with it: a decoder that
+    stops early loses BLEU to the penalty, not to precision, and only these numbers show which.
+    """
 
     bleu: float
+    bleu_brevity_penalty: float
+    hyp_len: int
+    ref_len: int
     chrf: float
     ter: float
     bleu_signature: str
     chrf_signature: str
     ter_signature: str
 
-    def as_dict(self) -> dict[str, float | str]:
+    def as_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
 
 
@@ -53,8 +60,12 @@ def corpus_scores(
     bleu = BLEU(tokenize=bleu_tokenize, lowercase=lowercase)
     chrf = CHRF()
     ter = TER(asian_support=bleu_tokenize in ("zh", "ja-mecab"))
+    bleu_score = bleu.corpus_score(hypotheses, refs)
     return CorpusScores(
-        bleu=bleu.corpus_score(hypotheses, refs).score,
+        bleu=bleu_score.score,
+        bleu_brevity_penalty=bleu_score.bp,
+        hyp_len=bleu_score.sys_len,
+        ref_len=bleu_score.ref_len,
         chrf=chrf.corpus_score(hypotheses, refs).score,
         ter=ter.corpus_score(hypotheses, refs).score,
         bleu_signature=str(bleu.get_signature()),
