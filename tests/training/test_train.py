@@ -259,3 +259,25 @@ def test_resume_in_the_same_directory_keeps_the_logged_curve(
     for name in ("train/loss", "val/loss", "val/bleu"):
         want = _logged(_metrics(full), name)
         assert len(want) >= 2 and _logged(_metrics(run), name) == want, name
+    # the resumed callback knows its own last.ckpt: it refreshes it rather than writing last-v1
+    assert sorted(p.name for p in (run / "checkpoints").glob("last*")) == ["last.ckpt"]
+
+
+def test_the_final_update_is_checkpointed_between_save_steps(
+    train_cfg, train_entry, tmp_path: Path
+) -> None:
+    """Saving every 2 updates, a 5-update run still ends with last.ckpt (and a step checkpoint)
+    at update 5, equal to the state Lightning itself saves when 5 is a save step."""
+    common = ["test=false", "trainer.max_steps=5", "trainer.val_check_interval=2"]
+    run, reference = tmp_path / "every2", tmp_path / "every5"
+    train_entry.train(
+        train_cfg(*common, "+callbacks.last_checkpoints.every_n_train_steps=2", out=run)
+    )
+    train_entry.train(
+        train_cfg(*common, "+callbacks.last_checkpoints.every_n_train_steps=5", out=reference)
+    )
+    checkpoints = run / "checkpoints"
+    assert load_checkpoint(checkpoints / "last.ckpt")["global_step"] == 5
+    assert load_checkpoint(checkpoints / "step_0000005.ckpt")["global_step"] == 5
+    assert (checkpoints / "step_0000004.ckpt").is_file()  # the regular saves are kept
+    _same_weights(reference / "checkpoints" / "step_0000005.ckpt", checkpoints / "last.ckpt")
