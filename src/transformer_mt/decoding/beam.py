@@ -164,24 +164,26 @@ def beam_search(
     max_len_b: float = 10,
     min_len: int = 1,
     nbest: int = 1,
+    max_len: int | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search for a PAD-padded batch `src_ids` `(B, S)`; per sentence the n-best, best first.
 
     See the module docstring for the exact stopping rule. EOS is forbidden before `min_len`
     tokens have been produced; PAD and BOS are never produced. A sentence gets fewer than
     `nbest` hypotheses only when fewer could be found (a vocabulary with fewer than k
-    producible tokens leaves beams at -inf, which are carried but never finalized). The caller
-    puts the model in eval mode.
+    producible tokens leaves beams at -inf, which are carried but never finalized). `max_len`
+    caps every sentence's length limit (EOS included), e.g. at what the model can represent.
+    The caller puts the model in eval mode.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     if not 1 <= nbest <= beam_size:
         raise ValueError(f"nbest must be in [1, beam_size={beam_size}], got {nbest}")
-    check_lengths(max_len_a, max_len_b, min_len)
+    check_lengths(max_len_a, max_len_b, min_len, max_len)
     batch_size = src_ids.size(0)
     if batch_size == 0:
         return []
-    max_lens = max_output_lengths(src_ids, max_len_a, max_len_b)  # (B,)
+    max_lens = max_output_lengths(src_ids, max_len_a, max_len_b, max_len)  # (B,)
     state = model.init_incremental_state(model.encode(src_ids), int(max_lens.max()))
     device = src_ids.device
     empty = torch.empty(batch_size, 1, 0, device=device)

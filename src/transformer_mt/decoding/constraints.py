@@ -15,17 +15,26 @@ def source_lengths(src_ids: Tensor) -> Tensor:
     return (src_ids != PAD_ID).sum(dim=1)
 
 
-def max_output_lengths(src_ids: Tensor, max_len_a: float, max_len_b: float) -> Tensor:
-    """`floor(max_len_a * src_len + max_len_b)` output tokens per sentence, EOS included, >= 1.
+def max_output_lengths(
+    src_ids: Tensor, max_len_a: float, max_len_b: float, max_len: int | None = None
+) -> Tensor:
+    """`floor(max_len_a * src_len + max_len_b)` output tokens per sentence, EOS included, >= 1,
+    and at most `max_len` when given (what the model can represent, e.g. its learned position
+    table: fairseq caps at `max_decoder_positions` the same way).
 
     Returns `(B,)` long on the device of `src_ids`.
     """
     lengths = torch.floor(source_lengths(src_ids).double() * max_len_a + max_len_b + _FLOOR_EPS)
-    return lengths.long().clamp_(min=1)
+    lengths = lengths.long().clamp_(min=1)
+    return lengths if max_len is None else lengths.clamp_(max=max_len)
 
 
-def check_lengths(max_len_a: float, max_len_b: float, min_len: int) -> None:
+def check_lengths(
+    max_len_a: float, max_len_b: float, min_len: int, max_len: int | None = None
+) -> None:
     """Reject length settings that cannot describe an output length."""
+    if max_len is not None and max_len < 1:
+        raise ValueError(f"max_len must be >= 1 (it counts the EOS), got {max_len}")
     if max_len_a < 0:
         raise ValueError(f"max_len_a must be >= 0, got {max_len_a}")
     if min_len < 0:

@@ -11,8 +11,9 @@ from transformer_mt.decoding.constraints import check_lengths, max_output_length
 from transformer_mt.decoding.hypothesis import Hypothesis, finished_hypothesis
 from transformer_mt.decoding.protocol import IncrementalDecoder
 
-PickToken = Callable[[Tensor], Tensor]
-"""Chooses the next token `(R,)` from constrained log-probabilities `(R, V)`."""
+PickToken = Callable[[Tensor, Tensor], Tensor]
+"""Chooses the next token `(R,)` from constrained log-probabilities `(R, V)`, given which input
+rows `(R,)` long those are (sampling draws each row from its own generator)."""
 
 
 @torch.inference_mode()
@@ -25,17 +26,18 @@ def decode_single_path(
     max_len_b: float,
     min_len: int,
     len_penalty: float,
+    max_len: int | None = None,
 ) -> list[Hypothesis]:
     """Extend one prefix per sentence with `pick` until EOS or the maximum length.
 
     src_ids `(B, S)` PAD-padded. A sentence that emits EOS leaves the batch at once: the model is
     asked to keep only the surviving rows, so later steps cost only what is still unfinished.
     """
-    check_lengths(max_len_a, max_len_b, min_len)
+    check_lengths(max_len_a, max_len_b, min_len, max_len)
     batch_size = src_ids.size(0)
     if batch_size == 0:
         return []
-    max_lens = max_output_lengths(src_ids, max_len_a, max_len_b)  # (B,)
+    max_lens = max_output_lengths(src_ids, max_len_a, max_len_b, max_len)  # (B,)
     total = int(max_lens.max())
     state = model.init_incremental_state(model.encode(src_ids), total)
     tokens = src_ids.new_full((batch_size, total), PAD_ID)  # (B, T), EOS included
@@ -47,7 +49,7 @@ def decode_single_path(
         lprobs = step_log_probs(
             model.decode_step(prev, state), step, min_len, max_lens[active] - 1 <= step
         )  # (Ba, V)
-        prev = pick(lprobs)  # (Ba,)
+        prev = pick(lprobs, active)  # (Ba,)
         tokens[active, step] = prev
         scores[active, step] = lprobs.gather(1, prev.unsqueeze(1)).squeeze(1)
         done = prev == EOS_ID
@@ -73,20 +75,23 @@ def greedy_search(
     max_len_b: float = 10,
     min_len: int = 1,
     len_penalty: float = 1.0,
+    max_len: int | None = None,
 ) -> list[Hypothesis]:
     """The most probable next token at every step, for a batch `(B, S)`; one Hypothesis each.
 
     Output length is at most `floor(max_len_a * src_len + max_len_b)` tokens including EOS (EOS
     is forced at the last position); EOS is forbidden before `min_len` tokens have been produced
     (min_len=1: no empty outputs). `len_penalty` only sets `Hypothesis.score`, for comparison
-    with beam search. Ties go to the lowest token id. The caller puts the model in eval mode.
+    with beam search. Ties go to the lowest token id. `max_len` caps every length limit. The
+    caller puts the model in eval mode.
     """
     return decode_single_path(
         model,
         src_ids,
-        lambda lprobs: lprobs.argmax(dim=-1),
+        lambda lprobs, _: lprobs.argmax(dim=-1),
         max_len_a=max_len_a,
         max_len_b=max_len_b,
         min_len=min_len,
         len_penalty=len_penalty,
+        max_len=max_len,
     )

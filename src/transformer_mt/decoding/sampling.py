@@ -1,5 +1,7 @@
 """Ancestral sampling with temperature, top-k and nucleus (top-p) filtering."""
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -51,7 +53,8 @@ def sample(
     max_len_b: float = 10,
     min_len: int = 1,
     len_penalty: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    max_len: int | None = None,
 ) -> list[Hypothesis]:
     """Draw one output per sentence of `src_ids` `(B, S)` from the model.
 
@@ -59,17 +62,28 @@ def sample(
     after the same constraints as greedy search (no PAD/BOS, min_len, EOS forced at
     `floor(max_len_a * src_len + max_len_b)`). Hypothesis scores are the model's own
     log-probabilities, not those of the tempered, filtered distribution. Pass a seeded
-    `generator` (on the model's device) for reproducible draws.
+    `generator` (on the model's device) for reproducible draws, or one generator per row of
+    `src_ids`: each sentence then draws only from its own, so its sample does not depend on
+    which other sentences share the batch (or on their order).
     """
     if temperature <= 0:
         raise ValueError(
             f"temperature must be > 0 (use greedy_search for argmax), got {temperature}"
         )
     _check_filter(top_k, top_p)
+    per_row = generator is not None and not isinstance(generator, torch.Generator)
+    if per_row and len(generator) != src_ids.size(0):
+        raise ValueError(f"{len(generator)} generators for {src_ids.size(0)} rows")
 
-    def pick(lprobs: Tensor) -> Tensor:
+    def pick(lprobs: Tensor, active: Tensor) -> Tensor:
         probs = top_k_top_p_filter(lprobs / temperature, top_k, top_p).softmax(dim=-1)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (R,)
+        if not per_row:
+            return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (R,)
+        draws = [
+            torch.multinomial(row, 1, generator=generator[i])
+            for row, i in zip(probs, active.tolist(), strict=True)
+        ]
+        return torch.cat(draws)  # (R,)
 
     return decode_single_path(
         model,
@@ -79,4 +93,5 @@ def sample(
         max_len_b=max_len_b,
         min_len=min_len,
         len_penalty=len_penalty,
+        max_len=max_len,
     )

@@ -136,6 +136,12 @@ class TransformerConfig:
             )
 
     @property
+    def position_limit(self) -> int | None:
+        """The most positions a stack can represent (tokens, EOS included): the learned table's
+        rows; None for kinds that compute any position."""
+        return self.max_positions if self.pos_enc == "learned" else None
+
+    @property
     def d_k(self) -> int:
         """Per-head width d_k = d_v = d_model / h."""
         return self.d_model // self.num_heads
