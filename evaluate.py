@@ -1,8 +1,10 @@
-"""Translate a split or any text file with a checkpoint (or an average of several); score it.
+"""Translate a split or any text file with a checkpoint (or an average of several), a release
+folder or a CTranslate2 model; score it.
 
 Examples:
   python evaluate.py ckpt_path=<run>/checkpoints/last.ckpt data=multi30k_en_de split=val
   python evaluate.py ckpt_path=<run> average_last=10 input=src.txt reference=ref.txt
+  python evaluate.py model_dir=<ct2 dir> backend=ctranslate2 input=src.txt reference=ref.txt
 """
 
 import json
@@ -11,113 +13,52 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.table import Table
 
-from transformer_mt.training.averaging import (
-    average_checkpoints,
-    load_checkpoint,
-    resolve_checkpoints,
-)
-from transformer_mt.training.metrics import corpus_scores
-from transformer_mt.training.module import TranslationModule
+from transformer_mt.inference.scoring import read_inputs, report, score
+from transformer_mt.inference.streaming import format_translation
+from transformer_mt.inference.translator import Translator
 from transformer_mt.utils.config_check import check_config
-from transformer_mt.utils.io import read_lines, write_text_atomic
+from transformer_mt.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
-
-
-def load_module(cfg: DictConfig) -> tuple[TranslationModule, list[Path]]:
-    """The checkpoint (averaged when several) in eval mode on the chosen device, and its files."""
-    ckpt = cfg.ckpt_path
-    ckpt = list(ckpt) if OmegaConf.is_list(ckpt) else ckpt
-    paths = resolve_checkpoints(ckpt, cfg.average_last)
-    log.info("checkpoints: %s", ", ".join(map(str, paths)))
-    checkpoint = average_checkpoints(paths) if len(paths) > 1 else load_checkpoint(paths[0])
-    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    device = "cpu" if device == "auto" else device
-    module = TranslationModule.from_checkpoint(checkpoint, search=instantiate(cfg.decoding))
-    return module.to(torch.device(device)), paths
-
-
-def read_inputs(cfg: DictConfig) -> tuple[list[str], list[str] | None]:
-    """Source lines and (if known) their references, from a data split or text files."""
-    if (cfg.split is None) == (cfg.input is None):
-        raise ValueError("give exactly one of split=<val|test> (with data=...) or input=<file>")
-    if cfg.input is not None:
-        sources = read_lines(cfg.input)
-        if cfg.reference is None:
-            return sources, None
-        references = read_lines(cfg.reference)
-        if len(references) != len(sources):
-            raise ValueError(
-                f"{cfg.input} has {len(sources)} lines but {cfg.reference} has {len(references)}"
-            )
-        return sources, references
-    if cfg.get("data") is None:
-        raise ValueError(f"split={cfg.split} needs a data config, e.g. data=multi30k_en_de")
-    datamodule = instantiate(cfg.data)
-    if not datamodule.has_split(cfg.split):
-        raise ValueError(f"the data config has no {cfg.split!r} split")
-    return datamodule.sources(cfg.split), datamodule.references(cfg.split)
-
-
-def score(
-    hypotheses: list[str], references: list[str], tokenize: str
-) -> dict[str, float | int | str]:
-    """Cased detokenized BLEU, chrF and TER, and tokenized-lowercased BLEU beside them.
-
-    Papers on Multi30k (and WMT before sacreBLEU) report BLEU on tokenized, lowercased text;
-    sacrebleu's own tokenizer (13a, or `tokenize` as chosen) with lowercase=True is the
-    reproducible stand-in, and its signature (`case:lc`) says so.
-    """
-    cased = corpus_scores(hypotheses, references, bleu_tokenize=tokenize)
-    lowercased = corpus_scores(hypotheses, references, bleu_tokenize=tokenize, lowercase=True)
-    return {
-        **cased.as_dict(),
-        "bleu_lc": lowercased.bleu,
-        "bleu_lc_signature": lowercased.bleu_signature,
-    }
-
-
-def report(scores: dict[str, float | int | str], n: int) -> None:
-    table = Table(title=f"{n} sentences")
-    for column in ("metric", "score", "sacrebleu signature"):
-        table.add_column(column)
-    rows = {"BLEU": "bleu", "BLEU lowercased": "bleu_lc", "chrF": "chrf", "TER": "ter"}
-    for name, key in rows.items():
-        table.add_row(name, f"{scores[key]:.2f}", str(scores[f"{key}_signature"]))
-    hyp_len, ref_len = scores["hyp_len"], scores["ref_len"]
-    table.add_row(
-        "BLEU brevity penalty",
-        f"{scores['bleu_brevity_penalty']:.3f}",
-        f"ratio {hyp_len / max(ref_len, 1):.3f} (hyp_len {hyp_len}, ref_len {ref_len})",
-    )
-    Console().print(table)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Write hypotheses (input order) and, given references, scores.json; return the scores."""
     check_config(OmegaConf.to_container(cfg, resolve=True), {})
-    module, paths = load_module(cfg)
-    sources, references = read_inputs(cfg)
-    hypotheses = module.translate(sources, max_tokens=cfg.max_tokens)
+    ckpt = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
+    opened = instantiate(cfg.backend)(
+        search=instantiate(cfg.decoding), ckpt_path=ckpt, model_dir=cfg.model_dir,
+        average_last=cfg.average_last,
+    )  # fmt: skip
+    data = cfg.get("data")
+    sources, references = read_inputs(
+        split=cfg.split, input=cfg.input, reference=cfg.reference,
+        datamodule=None if data is None else lambda: instantiate(data),
+    )  # fmt: skip
+    translator = Translator(opened.tokenizer, opened.backend, max_tokens=cfg.max_tokens,
+                            source_name=cfg.input or f"{cfg.split} split")  # fmt: skip
+    translations = translator.translate(sources)
     out = Path(cfg.output_dir)
+    hypotheses = [t.text for t in translations]
     write_text_atomic(out / "hypotheses.txt", "".join(h + "\n" for h in hypotheses))
+    if opened.backend.nbest > 1:
+        rows = "".join(format_translation(t, with_scores=True) for t in translations)
+        write_text_atomic(out / "nbest.tsv", rows)
     log.info("hypotheses: %s", out / "hypotheses.txt")
     if references is None:
         return {}
-    tokenize = cfg.bleu_tokenize or module.hparams.bleu_tokenize
-    scores = score(hypotheses, references, tokenize)
+    scores = score(hypotheses, references, cfg.bleu_tokenize or opened.info.bleu_tokenize)
     report(scores, len(sources))
     summary = {
         **scores,
         "num_sentences": len(sources),
-        "checkpoints": [str(p) for p in paths],
-        "direction": [module.hparams.src_lang, module.hparams.tgt_lang],
+        "checkpoints": None if cfg.model_dir else opened.info.provenance.get("checkpoints"),
+        "model_dir": cfg.model_dir,
+        "direction": [opened.info.src_lang, opened.info.tgt_lang],
+        "backend": OmegaConf.to_container(cfg.backend, resolve=True),
         "decoding": OmegaConf.to_container(cfg.decoding, resolve=True),
         "input": cfg.input or f"{cfg.split} split",
     }

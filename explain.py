@@ -3,18 +3,22 @@
 Examples:
   python explain.py                                        # tiny seeded model, d_model = 4
   python explain.py text="我 喜欢 小狗" tiny.src_level=word pos_enc=alibi step=encoder.0
-  python explain.py ckpt_path=<run>/checkpoints/last.ckpt text="我喜欢小狗。" decoding=beam
+  python explain.py ckpt_path=<run>/checkpoints/last.ckpt text=我喜欢小狗。 decoding=beam
+  python explain.py model_dir=models/tatoeba-zh-en-small text=我喜欢小狗。
 """
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from transformer_mt.explain import explain, load_model, render, tiny_model, write_dump, write_html
+from transformer_mt.explain import explain, render, tiny_model, write_dump, write_html
+from transformer_mt.formats import load_model
 from transformer_mt.training.embedding_init import split_model_config
+from transformer_mt.utils.cli import quote_free_text
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +26,9 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="conf", config_name="explain")
 def main(cfg: DictConfig) -> None:
     """Trace `text`, print the steps, write explain.npz/.json and explain.html."""
-    if cfg.ckpt_path:
-        model, tokenizer = load_model(cfg.ckpt_path)
+    if cfg.ckpt_path or cfg.model_dir:
+        loaded = load_model(ckpt_path=cfg.ckpt_path, model_dir=cfg.model_dir)
+        model, tokenizer = loaded.model, loaded.tokenizer
     else:
         fields, _ = split_model_config(OmegaConf.to_container(cfg.model, resolve=True))
         model, tokenizer = tiny_model(cfg.text, **cfg.tiny, **fields)
@@ -42,4 +47,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = quote_free_text(sys.argv, ["text"])
     main()

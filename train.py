@@ -44,8 +44,10 @@ def build_module(cfg: DictConfig) -> TranslationModule:
     """The LightningModule, with the partial optimizer, scheduler and search completed later."""
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     fields, embedding_init = split_model_config(OmegaConf.to_container(cfg.model, resolve=True))
-    return instantiate(
-        cfg.module,
+    # built objects are passed to the partial, not through instantiate (which would turn the
+    # search's dataclass back into a config node)
+    module = instantiate(cfg.module, _partial_=True, _convert_="all")
+    return module(
         transformer=fields,
         embedding_init=embedding_init.to_dict(),
         optimizer=instantiate(cfg.optimizer),
@@ -54,7 +56,6 @@ def build_module(cfg: DictConfig) -> TranslationModule:
         seed=cfg.seed,
         src_lang=OmegaConf.select(cfg, "data.corpus.src_lang"),
         tgt_lang=OmegaConf.select(cfg, "data.corpus.tgt_lang"),
-        _convert_="all",
     )
 
 

@@ -22,3 +22,78 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"local corpora not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+SYNTHETIC_TRAIN = 2000
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus() -> dict[str, list[tuple[str, str]]]:
+    """Rule-based pairs of two made-up languages (`transformer_mt.data.synthetic`)."""
+    from transformer_mt.data.synthetic import synthetic_pairs
+
+    return {
+        "train": synthetic_pairs(SYNTHETIC_TRAIN, seed=0),
+        "val": synthetic_pairs(40, seed=1),
+    }
+
+
+@pytest.fixture(scope="session")
+def synthetic_tokenizer(synthetic_corpus):
+    """A joint SentencePiece vocabulary of 120 pieces trained on the synthetic train split."""
+    from transformer_mt.data.tokenizer import Tokenizer, TokenizerConfig, train_sentencepiece
+
+    lines = [side for pair in synthetic_corpus["train"] for side in pair]
+    config = TokenizerConfig(vocab_size=120)
+    return Tokenizer(train_sentencepiece(iter(lines), 120, 1.0, config))
+
+
+def _fit(model, tokenizer, pairs, steps: int, seed: int) -> None:
+    """Plain teacher-forced cross-entropy with Adam: enough for real, non-random weights."""
+    import torch.nn.functional as F
+
+    from transformer_mt.constants import BOS_ID, EOS_ID, PAD_ID
+    from transformer_mt.inference.backend import pad_batch
+
+    src = tokenizer.encode_src([s for s, _ in pairs])
+    tgt = tokenizer.encode_tgt([t for _, t in pairs])
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
+    model.train()
+    for _ in range(steps):
+        rows = torch.randint(len(pairs), (32,), generator=gen).tolist()
+        src_ids = pad_batch([src[i] for i in rows])
+        tgt_in = pad_batch([[BOS_ID, *tgt[i]] for i in rows])
+        tgt_out = pad_batch([[*tgt[i], EOS_ID] for i in rows])
+        logits = model(src_ids, tgt_in)
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD_ID)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(synthetic_corpus, synthetic_tokenizer):
+    """`make(steps=300, **TransformerConfig fields)`: a small Transformer trained for `steps`
+    updates on the synthetic corpus (cached per setting for the session), in eval mode."""
+    from transformer_mt.model import Transformer, TransformerConfig
+
+    cache = {}
+
+    def make(steps: int = 300, seed: int = 0, **fields):
+        key = (steps, seed, tuple(sorted(fields.items())))
+        if key not in cache:
+            torch.manual_seed(seed)
+            size = dict(d_model=32, d_ff=64, num_heads=2, num_encoder_layers=2,
+                        num_decoder_layers=2, dropout=0.0, share_embeddings=True)  # fmt: skip
+            vocab = synthetic_tokenizer.src_vocab_size
+            config = TransformerConfig(
+                src_vocab_size=vocab, tgt_vocab_size=vocab, **{**size, **fields}
+            )
+            model = Transformer(config)
+            _fit(model, synthetic_tokenizer, synthetic_corpus["train"], steps, seed)
+            cache[key] = model
+        return cache[key]
+
+    return make

@@ -1,16 +1,14 @@
 """A tutorial-sized model (d_model = 4, two heads) whose every parameter is perturbed, so that
 LayerNorm gains, biases and position tables all matter in the recomputations."""
 
-from functools import partial
-
 import torch
 
-from transformer_mt.decoding import greedy_search
+from transformer_mt.decoding import GreedySearch
 from transformer_mt.explain import tiny_model
 
 PE_KINDS = ["sinusoidal", "learned", "rope", "alibi", "relative", "none"]
 TEXT = "我喜欢小狗"
-SHORT_GREEDY = partial(greedy_search, max_len_a=0.0, max_len_b=4)
+SHORT_GREEDY = GreedySearch(max_len_a=0.0, max_len_b=4)
 """At most 4 output tokens with EOS: an untrained model rarely stops by itself."""
 
 

@@ -11,7 +11,9 @@ from torch.utils.data import DataLoader
 from transformer_mt.constants import BOS_ID, EOS_ID, PAD_ID
 from transformer_mt.data.batching import Batch
 from transformer_mt.data.tokenizer import Tokenizer, TokenizerConfig, train_sentencepiece
-from transformer_mt.explain import explain, load_model, model_from_checkpoint
+from transformer_mt.explain import explain
+from transformer_mt.formats import load_model
+from transformer_mt.formats.lightning import model_from_checkpoint
 from transformer_mt.training.module import TranslationModule
 
 from .conftest import SHORT_GREEDY
@@ -59,21 +61,20 @@ def checkpoint_path(tmp_path_factory):
     trainer.fit(module, train_dataloaders=loader)
     path = folder / "tiny.ckpt"
     trainer.save_checkpoint(path)
-    return path
+    return path, module.model.eval()
 
 
 def test_checkpoint_is_explained_without_changing_its_output(checkpoint_path):
-    model, tokenizer = load_model(checkpoint_path)
-    reference = TranslationModule.from_checkpoint(
-        torch.load(checkpoint_path, map_location="cpu", weights_only=True), search=SHORT_GREEDY
-    )
+    path, trained = checkpoint_path
+    loaded = load_model(ckpt_path=path)
+    model, tokenizer = loaded.model, loaded.tokenizer
     text = PAIRS[0][0]
-    expected = reference.translate([text])[0]
     src = torch.tensor([tokenizer.encode_src([text])[0]])
+    expected = tokenizer.decode_tgt([SHORT_GREEDY(trained, src)[0][0].tokens])[0]
     tgt = torch.tensor([[BOS_ID, 5, 6]])
     with torch.no_grad():
         before = model(src, tgt)
-        assert torch.equal(before, reference.model(src, tgt))
+        assert torch.equal(before, trained(src, tgt))
 
     explained = explain(model, tokenizer, text, search=SHORT_GREEDY)
 
@@ -93,5 +94,5 @@ def test_incomplete_checkpoint_names_what_is_missing():
             {"hyper_parameters": {"transformer": {}}, "state_dict": {}, "tokenizer": {}},
             source="x.ckpt",
         )
-    with pytest.raises(FileNotFoundError, match="no checkpoint file"):
-        load_model("/nonexistent/last.ckpt")
+    with pytest.raises(FileNotFoundError, match="no such file or directory"):
+        load_model(ckpt_path="/nonexistent/last.ckpt")

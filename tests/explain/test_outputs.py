@@ -6,7 +6,6 @@ import importlib.util
 import json
 import re
 import warnings
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from rich.console import Console
 
-from transformer_mt.decoding import greedy_search
+from transformer_mt.decoding import GreedySearch
 from transformer_mt.explain import explain, font_for, render, report_html, write_dump, write_html
 from transformer_mt.explain.steps import ATTENTION_KINDS
 
@@ -71,7 +70,7 @@ def test_html_warns_when_no_font_has_the_glyphs(monkeypatch):
     import transformer_mt.explain.html as html
 
     model, tokenizer = perturbed_tiny(layers=1)
-    explained = explain(model, tokenizer, TEXT, search=partial(greedy_search, max_len_b=1))
+    explained = explain(model, tokenizer, TEXT, search=GreedySearch(max_len_b=1))
 
     monkeypatch.setattr(
         html, "font_for", lambda texts: html.FontChoice(("DejaVu Sans",), None, "我")
@@ -148,5 +147,5 @@ def test_entry_point_writes_the_three_outputs(tmp_path, capsys):
     assert "encoder.0.self_attn.head0" not in out
     assert {"explain.html", "explain.json", "explain.npz"} <= {p.name for p in tmp_path.iterdir()}
     index = json.loads((tmp_path / "explain.json").read_text(encoding="utf-8"))
-    assert index["search"] == "beam_search" and index["config"]["pos_enc"] == "rope"
+    assert index["search"] == "beam" and index["config"]["pos_enc"] == "rope"
     assert index["config"]["d_model"] == 4 and index["source_pieces"][:5] == list(TEXT)

@@ -2,14 +2,13 @@
 paper's shapes, and each matrix relates to the previous ones as the formulas say."""
 
 import math
-from functools import partial
 
 import pytest
 import torch
 from torch.testing import assert_close
 
 from transformer_mt.constants import EOS_ID
-from transformer_mt.decoding import beam_search, greedy_search
+from transformer_mt.decoding import BeamSearch, GreedySearch
 from transformer_mt.explain import explain
 
 from .conftest import PE_KINDS, SHORT_GREEDY, TEXT, perturbed_tiny
@@ -123,7 +122,7 @@ def test_shapes_and_formulas_hold_between_steps():
 
 
 @pytest.mark.parametrize(
-    "search", [greedy_search, partial(beam_search, beam_size=3)], ids=["greedy", "beam"]
+    "search", [GreedySearch(), BeamSearch(beam_size=3)], ids=["greedy", "beam"]
 )
 def test_chosen_tokens_are_the_searchs_and_topk_is_sorted(search):
     model, tokenizer = perturbed_tiny("rope", layers=1)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from transformer_mt.training.averaging import average_checkpoints, last_checkpoints
+from transformer_mt.formats.lightning import average_checkpoints, last_checkpoints
 
 
 def _save(path: Path, step: int, weight: list[float], extra: str = "") -> Path:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from transformer_mt.constants import BOS_ID, EOS_ID, UNK_ID
-from transformer_mt.training.averaging import load_checkpoint
+from transformer_mt.formats.lightning import load_checkpoint
 from transformer_mt.training.embedding_init import EmbeddingInit, split_model_config
 from transformer_mt.utils.config_check import ConfigError
 from transformer_mt.word2vec import load_pretrained

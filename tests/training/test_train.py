@@ -11,7 +11,8 @@ import sacrebleu
 import torch
 from hydra.utils import instantiate
 
-from transformer_mt.training.averaging import load_checkpoint
+from transformer_mt.formats.lightning import load_checkpoint
+from transformer_mt.inference.scoring import score
 from transformer_mt.training.module import TranslationModule
 from transformer_mt.utils.io import read_lines
 
@@ -70,19 +71,19 @@ def test_train_checkpoint_evaluate_round_trip(
     assert scores["direction"] == ["en", "de"]
 
 
-def test_lowercased_bleu_is_reported_beside_cased_bleu(evaluate_entry) -> None:
+def test_lowercased_bleu_is_reported_beside_cased_bleu() -> None:
     """On hand-written lines: case and spacing of punctuation cost cased BLEU only; the
     lowercased figure is sacrebleu's with lowercase=True and its 13a tokenizer."""
     hyps = ["The cat sat on the mat.", "A DOG runs in the park!"]
     refs = ["the cat sat on the mat .", "a dog runs in the park !"]
-    scores = evaluate_entry.score(hyps, refs, "13a")
+    scores = score(hyps, refs, "13a")
     assert scores["bleu_lc"] == pytest.approx(100.0)  # 13a splits "mat." and "park!"
     # cased, by hand: 1- to 4-gram matches 11/14, 9/12, 7/10, 5/8 ("The", "A DOG" miss); BP = 1
     assert scores["bleu"] == pytest.approx(100 * (11 / 14 * 9 / 12 * 7 / 10 * 5 / 8) ** 0.25)
     assert "case:lc" in scores["bleu_lc_signature"] and "tok:13a" in scores["bleu_lc_signature"]
     assert "case:mixed" in scores["bleu_signature"]
     hyps[1] = "A dog is running in a park!"
-    scores = evaluate_entry.score(hyps, refs, "13a")
+    scores = score(hyps, refs, "13a")
     direct = sacrebleu.corpus_bleu(hyps, [refs], lowercase=True, tokenize="13a")
     assert scores["bleu_lc"] == direct.score and 0 < direct.score < 100
     assert scores["bleu"] == sacrebleu.corpus_bleu(hyps, [refs]).score < direct.score

@@ -1,6 +1,5 @@
 """Follow one sentence through every matrix of the model: terminal, .npz dump, HTML report."""
 
-from transformer_mt.explain.checkpoint import load_model, model_from_checkpoint
 from transformer_mt.explain.dump import write_dump
 from transformer_mt.explain.fonts import font_for
 from transformer_mt.explain.html import report_html, write_html
@@ -17,8 +16,6 @@ __all__ = [
     "ToyTokenizer",
     "explain",
     "font_for",
-    "load_model",
-    "model_from_checkpoint",
     "render",
     "report_html",
     "tiny_model",

@@ -1,7 +1,7 @@
 """Follow one sentence through every matrix of a Transformer, from the model's own forward.
 
-The search (greedy or beam, from `transformer_mt.decoding`) chooses the translation. Then the
-encoder pass and, for every output position t, the decoder's causal pass over the prefix
+The search (greedy, beam or sampling, from `transformer_mt.decoding`) chooses the translation.
+Then the encoder pass and, for every output position t, the decoder's causal pass over the prefix
 ``<s> y_1 .. y_{t-1}`` are run again under `recording`, which yields the matrices of that step
 (the full causal pass shows the causal mask; its last row is exactly what the cached
 `decode_step` computes for token t). The model is left as it was: eval for the trace, its
@@ -10,7 +10,6 @@ training flag restored, hooks and trace sinks removed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,12 +17,10 @@ import torch
 from torch import Tensor
 
 from transformer_mt.constants import BOS_ID, EOS_ID
-from transformer_mt.decoding import greedy_search
+from transformer_mt.decoding import GreedySearch, Search
 from transformer_mt.explain.capture import recording
 from transformer_mt.explain.steps import Heatmap, Step, StepWriter, embedding_steps, stack_steps
 from transformer_mt.model import Transformer, TransformerConfig
-
-SearchFn = Callable[[Transformer, Tensor], list[Any]]
 
 
 class ExplainTokenizer(Protocol):
@@ -69,30 +66,24 @@ class Explanation:
     choices: list[Choice]
 
 
-def best_tokens(result: Any) -> list[int]:
-    """Token ids of the best hypothesis of one sentence, from greedy (a Hypothesis) or beam
-    (an n-best list)."""
-    hypothesis = result[0] if isinstance(result, list) else result
-    return list(hypothesis.tokens)
-
-
 @torch.no_grad()
 def explain(
     model: Transformer,
     tokenizer: ExplainTokenizer,
     text: str,
     *,
-    search: SearchFn | None = None,
+    search: Search | None = None,
     top_k: int = 5,
 ) -> Explanation:
     """Translate `text` with `search` (default greedy) and record every matrix on the way."""
-    search = search or greedy_search
+    search = search or GreedySearch()
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
         src_ids = torch.tensor([tokenizer.encode_src([text])[0]], device=device)  # (1, S)
-        chosen = best_tokens(search(model, src_ids)[0]) + [EOS_ID]
+        best = search(model, src_ids, max_len=model.config.position_limit)[0][0]
+        chosen = [*best.tokens, EOS_ID]
         source = tokenizer.src_pieces(text)
         with recording(model) as rec:
             enc = model.encode(src_ids)
@@ -116,7 +107,7 @@ def explain(
         translation=tokenizer.decode_tgt([chosen])[0],
         config=model.config,
         layer_norm_eps=model.encoder.layers[0].norm1.eps,
-        search=getattr(search, "func", search).__name__,
+        search=search.name,
         steps=steps,
         heatmaps=heatmaps,
         choices=choices,

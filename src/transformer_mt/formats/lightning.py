@@ -1,8 +1,16 @@
-"""Checkpoint averaging, as fairseq's ``scripts/average_checkpoints.py``.
+"""Lightning training checkpoints as a model format: loading, averaging, rebuilding the model.
+
+The training module (`transformer_mt.training.module.TranslationModule`) saves the Transformer's
+fields under ``hyper_parameters["transformer"]``, its weights under ``state_dict`` with the
+prefix ``model.``, and the SentencePiece models under ``tokenizer`` (`Tokenizer.to_state()`).
+Only those keys are read, so no Lightning module (optimizer, metrics) is built to translate.
 
 Averaging the weights of the last N checkpoints of a run (the paper averages the last 5 for
-base and 20 for big, §6.1) smooths out the noise of the final updates and usually gains BLEU.
+base and 20 for big, §6.1; fairseq's ``scripts/average_checkpoints.py``) smooths out the noise
+of the final updates and usually gains BLEU.
 """
+
+from __future__ import annotations
 
 import re
 from collections.abc import Sequence
@@ -10,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from transformer_mt.data.tokenizer import Tokenizer
+from transformer_mt.formats.info import LoadedModel, ModelInfo
+from transformer_mt.model import Transformer, TransformerConfig
+
+MODEL_PREFIX = "model."
 
 _STEP_IN_NAME = re.compile(r"step[_=]?(\d+)")
 
@@ -132,3 +146,59 @@ def resolve_checkpoints(
     if not 1 <= average_last <= len(paths):
         raise ValueError(f"average_last={average_last} but {len(paths)} checkpoints were given")
     return sorted(paths, key=_global_step)[-average_last:]
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> LoadedModel:
+    """The eval-mode Transformer, Tokenizer and metadata saved in a loaded checkpoint dict
+    (`source` names it in errors)."""
+    for key in ("hyper_parameters", "state_dict", "tokenizer"):
+        if key not in checkpoint:
+            raise KeyError(
+                f"{source}: no {key!r} entry; expected a checkpoint written by "
+                "transformer_mt.training (keys hyper_parameters, state_dict, tokenizer)"
+            )
+    hparams = checkpoint["hyper_parameters"]
+    fields = hparams.get("transformer")
+    if not isinstance(fields, dict) or "src_vocab_size" not in fields:
+        raise KeyError(
+            f"{source}: hyper_parameters['transformer'] must hold the TransformerConfig fields "
+            "including the vocabulary sizes"
+        )
+    model = Transformer(TransformerConfig(**fields))
+    weights = {
+        k.removeprefix(MODEL_PREFIX): v
+        for k, v in checkpoint["state_dict"].items()
+        if k.startswith(MODEL_PREFIX)
+    }
+    if not weights:
+        raise KeyError(f"{source}: state_dict has no '{MODEL_PREFIX}*' weights")
+    model.load_state_dict(weights)
+    info = ModelInfo(
+        config=model.config,
+        src_lang=hparams.get("src_lang"),
+        tgt_lang=hparams.get("tgt_lang"),
+        bleu_tokenize=hparams.get("bleu_tokenize") or "13a",
+        provenance={
+            "checkpoints": checkpoint.get("averaged_from") or [source],
+            "global_step": checkpoint.get("global_step"),
+            "train_seconds": _train_seconds(checkpoint),
+        },
+    )
+    return LoadedModel(model.eval(), Tokenizer.from_state(checkpoint["tokenizer"]), info)
+
+
+def _train_seconds(checkpoint: dict[str, Any]) -> float | None:
+    """The Timer callback's training time, when the run had one."""
+    timer = (checkpoint.get("callbacks") or {}).get("Timer") or {}
+    seconds = (timer.get("time_elapsed") or {}).get("train")
+    return None if seconds is None else round(float(seconds), 1)
+
+
+def load_lightning(
+    ckpt_path: str | Path | Sequence[str | Path], average_last: int | None = None
+) -> LoadedModel:
+    """The model that ``ckpt_path=... average_last=...`` means (see `resolve_checkpoints`),
+    averaged when that is several checkpoints."""
+    paths = resolve_checkpoints(ckpt_path, average_last)
+    checkpoint = average_checkpoints(paths) if len(paths) > 1 else load_checkpoint(paths[0])
+    return model_from_checkpoint(checkpoint, source=str(paths[-1]))

@@ -2,14 +2,14 @@
 
 Hyper-parameters are plain values (the Transformer's fields, loss and scoring settings, the
 translation direction); the SentencePiece models travel in the checkpoint under "tokenizer".
-So a checkpoint alone rebuilds the model and translates raw text (``from_checkpoint``).
+So a checkpoint alone rebuilds the model and translates raw text
+(`transformer_mt.formats.lightning.model_from_checkpoint`).
 """
 
 import hashlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from typing import Any
 
 import lightning as L
@@ -22,7 +22,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from transformer_mt.constants import PAD_ID
 from transformer_mt.data.batching import Batch
 from transformer_mt.data.tokenizer import Tokenizer
-from transformer_mt.decoding import greedy_search
+from transformer_mt.decoding import GreedySearch, Search
 from transformer_mt.model import Transformer, TransformerConfig
 from transformer_mt.training.embedding_init import (
     EmbeddingInit,
@@ -33,7 +33,6 @@ from transformer_mt.training.embedding_init import (
 )
 from transformer_mt.training.loss import teacher_forced_loss
 from transformer_mt.training.metrics import corpus_scores, gather_translations
-from transformer_mt.training.translate import SearchFn, decode_batch, translate_lines
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class TranslationModule(L.LightningModule):
             model is built in ``setup`` from the datamodule's tokenizer.
         optimizer: builds the optimizer from the parameters (a ``_partial_`` config node).
         scheduler: builds a per-update LR scheduler from the optimizer, or None.
-        search: decoding used for validation/test BLEU and ``translate`` (default greedy).
+        search: decoding used for validation/test BLEU (default greedy).
         label_smoothing: epsilon of the smoothed targets (paper: 0.1).
         seed: with the step, seeds dropout so a resumed run draws the same masks.
         src_lang / tgt_lang: the direction, kept in the checkpoint.
@@ -63,7 +62,7 @@ class TranslationModule(L.LightningModule):
         transformer: dict[str, Any],
         optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
-        search: SearchFn | None = None,
+        search: Search | None = None,
         label_smoothing: float = 0.1,
         seed: int = 0,
         src_lang: str | None = None,
@@ -78,22 +77,12 @@ class TranslationModule(L.LightningModule):
         if "src_vocab_size" in transformer:  # otherwise the data's tokenizer sets it in setup
             self.model = Transformer(TransformerConfig(**transformer))
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.search: SearchFn = search or partial(greedy_search)
+        self.search: Search = search or GreedySearch()
         self.tokenizer: Tokenizer | None = None
         self._sums: dict[str, Tensor] = {}  # stage -> [loss_sum, nll_sum, tokens]
         self._decoded: dict[str, list[tuple[int, str]]] = {}
         self.embedding_init = EmbeddingInit(**(embedding_init or {}))
         self._frozen_tables: list[PretrainedTable] = []
-
-    @classmethod
-    def from_checkpoint(
-        cls, checkpoint: dict[str, Any], search: SearchFn | None = None
-    ) -> "TranslationModule":
-        """Rebuild model and tokenizer from a loaded (possibly averaged) checkpoint dict."""
-        module = cls(**checkpoint["hyper_parameters"], search=search)
-        module.load_state_dict(checkpoint["state_dict"])
-        module.on_load_checkpoint(checkpoint)
-        return module.eval()
 
     # ---- data and checkpoints -------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -213,8 +202,12 @@ class TranslationModule(L.LightningModule):
         self._sums[stage] += torch.cat([step_sums, tokens])
         if self.trainer.sanity_checking or self.tokenizer is None:
             return  # BLEU is meaningless on the two sanity batches
-        hyps = self.tokenizer.decode_tgt(decode_batch(self.model, self.search, batch.src_ids))
-        self._decoded[stage].extend(zip(batch.indices.tolist(), hyps, strict=True))
+        lines = batch.indices.tolist()
+        nbest = self.search(
+            self.model, batch.src_ids, row_ids=lines, max_len=self.model.config.position_limit
+        )
+        hyps = self.tokenizer.decode_tgt([candidates[0].tokens for candidates in nbest])
+        self._decoded[stage].extend(zip(lines, hyps, strict=True))
 
     def _end_eval(self, stage: str) -> None:
         loss_sum, nll_sum, tokens = self.trainer.strategy.reduce(
@@ -270,13 +263,3 @@ class TranslationModule(L.LightningModule):
             if isinstance(logger, WandbLogger):
                 columns = ["step", "line", "source", "reference", "hypothesis"]
                 logger.log_text(key=f"{stage}/samples", columns=columns, data=rows)
-
-    # ---- inference --------------------------------------------------------------------------
-    def translate(self, lines: Sequence[str], max_tokens: int = 4096) -> list[str]:
-        """Translate raw source lines with ``self.search``; output in input order."""
-        if self.tokenizer is None:
-            raise RuntimeError("no tokenizer: load a checkpoint or attach a datamodule first")
-        return translate_lines(
-            self.model, self.tokenizer, self.search, lines, max_tokens=max_tokens,
-            device=self.device,
-        )  # fmt: skip
