@@ -36,5 +36,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = quote_free_text(sys.argv, ["text"])
+    sys.argv = quote_free_text(sys.argv, ["text", "input", "output"])
     main()

@@ -97,3 +97,14 @@ def trained_tiny(synthetic_corpus, synthetic_tokenizer):
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_release(trained_tiny, synthetic_tokenizer, tmp_path_factory):
+    """A release folder (`export.py format=release`) of the default `trained_tiny` model."""
+    from transformer_mt.formats import LoadedModel, ModelInfo, write_release
+
+    model = trained_tiny()
+    info = ModelInfo(model.config, src_lang="xa", tgt_lang="xb", decoding={"beam_size": 5})
+    loaded = LoadedModel(model, synthetic_tokenizer, info)
+    return write_release(loaded, tmp_path_factory.mktemp("release") / "xa-xb", card="# xa-xb\n")

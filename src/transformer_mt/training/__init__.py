@@ -1,1 +1,1 @@
-"""Lightning training: the module, loss, schedules, checkpoint averaging."""
+"""Lightning training: the module, loss, schedules, checkpointing, metrics."""

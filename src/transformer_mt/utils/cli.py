@@ -21,7 +21,10 @@ def hydra_quote(value: str) -> str:
     # backslashes escape only before a quote (or at the end, before the closing quote)
     escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
     escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
-    return "'" + escaped.replace("${", "\\${") + "'"
+    # OmegaConf reads "\${" as a literal "${" (and "\\${" as a backslash then an
+    # interpolation), so backslashes before "${" are doubled and one more escapes it
+    escaped = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", escaped)
+    return "'" + escaped + "'"
 
 
 def _already_quoted(value: str) -> bool:
