@@ -3,6 +3,9 @@
 Random weights, identical dimensions (d_model 256, 3+3 layers, 4 heads, d_ff 1024, vocab 8000),
 identical random batches. Every system produces a fixed number of target tokens per sentence
 (end of sentence is blocked until the last step), so the work is the same whatever the weights.
+CTranslate2 runs twice: on the Marian model through its own Transformers converter
+(`ctranslate2`), and on our model through our exporter (`transformer_mt_ct2`, the spec that
+`export.py format=ctranslate2` writes, float32).
 
     PYTHONPATH=src python -m benchmarks.model_speed [--repeats 5] [--threads 2]
 
@@ -85,27 +88,33 @@ def build_ours() -> Transformer:
     return Transformer(config)
 
 
-def build_marian():
-    """A randomly initialised MarianMTModel of the same size (shared, tied embeddings)."""
+def build_marian(
+    d_model: int = D_MODEL,
+    d_ff: int = D_FF,
+    heads: int = HEADS,
+    layers: int = LAYERS,
+    vocab: int = VOCAB,
+):
+    """A randomly initialised MarianMTModel of the given size (shared, tied embeddings)."""
     from transformers import MarianConfig, MarianMTModel
 
     config = MarianConfig(
-        vocab_size=VOCAB,
-        d_model=D_MODEL,
-        encoder_layers=LAYERS,
-        decoder_layers=LAYERS,
-        encoder_attention_heads=HEADS,
-        decoder_attention_heads=HEADS,
-        encoder_ffn_dim=D_FF,
-        decoder_ffn_dim=D_FF,
+        vocab_size=vocab,
+        d_model=d_model,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=d_ff,
+        decoder_ffn_dim=d_ff,
         activation_function="relu",
         dropout=0.1,
         attention_dropout=0.0,
         activation_dropout=0.1,  # ours drops out inside the feed-forward too: same work
         max_position_embeddings=512,
-        pad_token_id=VOCAB - 1,
+        pad_token_id=vocab - 1,
         eos_token_id=EOS_ID,
-        decoder_start_token_id=VOCAB - 1,
+        decoder_start_token_id=vocab - 1,
         scale_embedding=True,
         share_encoder_decoder_embeddings=True,
         tie_word_embeddings=True,
@@ -141,6 +150,40 @@ def convert_to_ctranslate2(marian, workdir: Path):
     return ctranslate2.Translator(
         str(ct2_dir), device="cpu", intra_threads=threads, inter_threads=1
     )
+
+
+class _NumberedVocabulary:
+    """A vocabulary of VOCAB pieces for our exporter: the specials, then t4, t5, ..."""
+
+    pieces = ["<pad>", "<unk>", "<s>", "</s>", *(f"t{i}" for i in range(4, VOCAB))]
+
+    def src_vocabulary(self) -> list[str]:
+        return self.pieces
+
+    def tgt_vocabulary(self) -> list[str]:
+        return self.pieces
+
+
+def export_ours_to_ctranslate2(model: Transformer, workdir: Path):
+    """Our model through our own CTranslate2 exporter (the spec export.py writes)."""
+    import ctranslate2
+
+    from transformer_mt.formats.ctranslate2 import build_spec
+
+    folder = workdir / "ours_ct2"
+    build_spec(model, _NumberedVocabulary()).save(str(folder))
+    threads = torch.get_num_threads()
+    return ctranslate2.Translator(str(folder), device="cpu", intra_threads=threads, inter_threads=1)
+
+
+def decode_ours_ct2(translator, src: torch.Tensor, beam: int, out_len: int) -> int:
+    pieces = _NumberedVocabulary.pieces
+    tokens = [[pieces[int(i)] for i in row] for row in src.tolist()]
+    results = translator.translate_batch(
+        tokens, beam_size=beam, max_decoding_length=out_len + 1,
+        min_decoding_length=out_len + 1, max_batch_size=0, return_end_token=True,
+    )  # fmt: skip
+    return sum(len(r.hypotheses[0]) for r in results)
 
 
 def decode_ours(model: Transformer, src: torch.Tensor, beam: int, out_len: int) -> int:
@@ -218,11 +261,13 @@ def main() -> None:
     results: dict[str, dict] = {"decoding": {}, "forward_backward": {}}
     with tempfile.TemporaryDirectory() as tmp:
         translator = convert_to_ctranslate2(marian, Path(tmp))
+        ours_ct2 = export_ours_to_ctranslate2(ours, Path(tmp))
         for beam in (1, 5):
             systems = {
                 "transformer_mt": partial(decode_ours, ours, src, beam, args.out_len),
                 "hf_marian": partial(decode_marian, marian, src, beam, args.out_len),
                 "ctranslate2": partial(decode_ct2, translator, src, beam, args.out_len),
+                "transformer_mt_ct2": partial(decode_ours_ct2, ours_ct2, src, beam, args.out_len),
             }
             times = interleaved_times(systems, args.repeats)
             row = {}
@@ -236,6 +281,12 @@ def main() -> None:
             row["per_round_ratio_vs_hf"] = round_ratios(times, "transformer_mt", "hf_marian")
             row["per_round_ratio_vs_ctranslate2"] = round_ratios(
                 times, "transformer_mt", "ctranslate2"
+            )
+            row["per_round_ratio_ours_ct2_vs_hf"] = round_ratios(
+                times, "transformer_mt_ct2", "hf_marian"
+            )
+            row["per_round_ratio_ours_ct2_vs_marian_ct2"] = round_ratios(
+                times, "transformer_mt_ct2", "ctranslate2"
             )
             row["round_seconds"] = times
             print(f"beam {beam} ours / HF per round: {row['per_round_ratio_vs_hf']}")

@@ -107,6 +107,14 @@ class Tokenizer:
     def tgt_pieces(self, ids: Iterable[int]) -> list[str]:
         return [self._tgt.id_to_piece(int(i)) for i in ids]
 
+    def src_vocabulary(self) -> list[str]:
+        """Source piece strings in id order (pieces are unique: piece i <-> id i)."""
+        return [self._src.id_to_piece(i) for i in range(self.src_vocab_size)]
+
+    def tgt_vocabulary(self) -> list[str]:
+        """Target piece strings in id order."""
+        return [self._tgt.id_to_piece(i) for i in range(self.tgt_vocab_size)]
+
     def fingerprint(self) -> str:
         """sha256 of the models: prepared arrays are only valid for these exact models."""
         digest = hashlib.sha256()

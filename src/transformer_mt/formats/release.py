@@ -83,7 +83,7 @@ def write_release(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _write_files(loaded, tmp, dtype, card)
-        _default_permissions(tmp)
+        share_permissions(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -94,9 +94,9 @@ def write_release(
     return out
 
 
-def _default_permissions(folder: Path) -> None:
-    """mkdtemp makes a private (0700) folder; a release is meant to be shared, so give it and
-    its files the modes a plain mkdir and open would (the user's umask applies)."""
+def share_permissions(folder: Path) -> None:
+    """mkdtemp makes a private (0700) folder; an exported model is meant to be shared, so give
+    it and its files the modes a plain mkdir and open would (the user's umask applies)."""
     umask = os.umask(0)
     os.umask(umask)
     folder.chmod(0o777 & ~umask)

@@ -73,6 +73,8 @@ def ctranslate2_backend(
     device: str = "cpu",
     intra_threads: int = 0,
     compute_type: str = "default",
+    exact_scores: bool = False,
+    exact_limits: bool = False,
 ) -> OpenedModel:
     """An exported CTranslate2 folder (`export.py format=ctranslate2`), run by its C++ engine."""
     from transformer_mt.inference.ctranslate2 import CTranslate2Backend
@@ -84,7 +86,8 @@ def ctranslate2_backend(
         )
     start = time.perf_counter()
     backend = CTranslate2Backend(
-        model_dir, search, device=device, intra_threads=intra_threads, compute_type=compute_type
-    )
+        model_dir, search, device=device, intra_threads=intra_threads,
+        compute_type=compute_type, exact_scores=exact_scores, exact_limits=exact_limits,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     return OpenedModel(backend, backend.tokenizer, backend.info, seconds)

@@ -97,9 +97,9 @@ class Translator:
         for batch in token_budget_batches([len(s) for s in ids], self.max_tokens):
             rows = [todo[k] for k in batch]
             nbest = self.backend.search([ids[k] for k in batch], [first_line + i for i in rows])
+            texts = iter(self.tokenizer.decode_tgt([h.tokens for hyps in nbest for h in hyps]))
             for i, hyps in zip(rows, nbest, strict=True):
-                texts = self.tokenizer.decode_tgt([h.tokens for h in hyps])
-                candidates[i] = [Candidate(t, h.score) for t, h in zip(texts, hyps, strict=True)]
+                candidates[i] = [Candidate(next(texts), h.score) for h in hyps]
         return [
             Translation(first_line + i, line, candidates.get(i, [Candidate("", 0.0)]))
             for i, line in enumerate(lines)
