@@ -32,6 +32,8 @@ from transformer_mt.model import Transformer, TransformerConfig
 
 SETTINGS = {
     "sinusoidal-post": {},  # the default trained_tiny: post-norm, shared and tied, relu
+    # what a Marian / OPUS-MT import looks like: post-norm, swish, a bias on the logits
+    "marian-like": {"activation": "swish", "output_bias": True},
     "sinusoidal-pre": {"norm_first": True},
     "learned-untied-gelu": {
         "pos_enc": "learned", "norm_first": True, "share_embeddings": False,

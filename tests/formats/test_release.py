@@ -152,10 +152,13 @@ def test_wrong_kind_of_path_says_what_it_found(tiny_release, tmp_path):
         load_model(ckpt_path=tiny_release)
     hf = tmp_path / "hf"
     hf.mkdir()
-    (hf / "config.json").write_text('{"model_type": "marian"}')
+    (hf / "config.json").write_text('{"model_type": "bert"}')
     (hf / "model.safetensors").write_bytes(b"")
     (hf / "src.model").write_bytes(b"")
     with pytest.raises(ValueError, match="format None, expected 'transformer-mt-release'"):
+        load_model(model_dir=hf)
+    (hf / "config.json").write_text('{"model_type": "marian"}')  # read as a Marian folder
+    with pytest.raises(FileNotFoundError, match="missing source.spm"):
         load_model(model_dir=hf)
     with pytest.raises(ValueError, match="exactly one of ckpt_path"):
         load_model()

@@ -13,7 +13,7 @@ from .conftest import small_config
     [
         (dict(d_model=30, num_heads=4), "num_heads"),
         (dict(pos_enc="absolute"), "pos_enc"),
-        (dict(activation="swish"), "activation"),
+        (dict(activation="tanh"), "activation"),
         (dict(pos_enc="rope", d_model=36, num_heads=4), "rope"),
         (dict(share_embeddings=True), "share_embeddings"),
         (dict(dropout=1.0), "dropout"),

@@ -122,9 +122,9 @@ def test_bfloat16_logits_are_scored_in_float32() -> None:
 # ---- the output projection fused into the loss, a slice of rows at a time -------------------
 
 
-def _torch_reference(features, weight, target, eps):
+def _torch_reference(features, weight, target, eps, bias=None):
     """Reference: torch's own linear and cross_entropy, summed over the non-pad tokens."""
-    logits = F.linear(features, weight)
+    logits = F.linear(features, weight, bias)
     loss = F.cross_entropy(logits, target, ignore_index=PAD, label_smoothing=eps, reduction="sum")
     return loss, F.cross_entropy(logits, target, ignore_index=PAD, reduction="sum")
 
@@ -152,6 +152,28 @@ def test_projected_loss_and_gradients_equal_torch_linear_and_cross_entropy(
     torch.testing.assert_close(got[0], features.grad)
     torch.testing.assert_close(got[1], weight.grad)
     assert got[0][target == PAD].abs().max() == 0  # pads get no gradient
+
+
+def test_projected_loss_with_a_logits_bias_equals_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Marian's final_logits_bias: the loss and all three gradients as torch's own."""
+    monkeypatch.setattr(loss_module, "CPU_SLICE_ELEMENTS", 7 * 4)
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(11, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(7, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([3, 5, 1, PAD, 6, 2, PAD, 4, 4, 1, 2])
+    loss, nll = projected_smoothed_loss(features, weight, target, 0.1, PAD, bias)
+    (loss + 0.5 * nll).backward()
+    got = [t.grad.clone() for t in (features, weight, bias)]
+    for t in (features, weight, bias):
+        t.grad = None
+    want_loss, want_nll = _torch_reference(features, weight, target, 0.1, bias)
+    (want_loss + 0.5 * want_nll).backward()
+    torch.testing.assert_close(loss, want_loss)
+    torch.testing.assert_close(nll, want_nll)
+    for mine, theirs in zip(got, (features.grad, weight.grad, bias.grad), strict=True):
+        torch.testing.assert_close(mine, theirs)
+    assert bias.grad.abs().sum() > 0
 
 
 def test_projected_loss_of_a_frozen_weight_and_a_second_backward() -> None:

@@ -64,7 +64,8 @@ class TranslationDataModule(L.LightningDataModule):
 
     Args:
         corpus: where the files are (Multi30k, TsvCorpus, TextCorpus).
-        tokenizer: SentencePiece settings.
+        tokenizer: SentencePiece settings to train one with, or a ready `Tokenizer` (a
+            pretrained model's, for fine-tuning: its pieces and ids are the model's).
         data_root: only used to place the default cache (see `cache.resolve_cache_dir`).
         cache_dir: SentencePiece models and prepared arrays; None = default location.
         max_tokens: budget per training batch, B * max(S, T) (padded, larger side).
@@ -84,7 +85,7 @@ class TranslationDataModule(L.LightningDataModule):
     def __init__(
         self,
         corpus: Corpus,
-        tokenizer: TokenizerConfig,
+        tokenizer: TokenizerConfig | Tokenizer,
         data_root: str | Path | None = None,
         cache_dir: str | Path | None = None,
         max_tokens: int = 4096,
@@ -129,7 +130,10 @@ class TranslationDataModule(L.LightningDataModule):
         self.corpus.ensure_files()
         train = self._source("train")
         assert train is not None, "every corpus has a train split"
-        self.tokenizer = load_or_train_tokenizer(train, self.tokenizer_config, self.cache_dir)
+        if isinstance(self.tokenizer_config, Tokenizer):
+            self.tokenizer = self.tokenizer_config
+        else:
+            self.tokenizer = load_or_train_tokenizer(train, self.tokenizer_config, self.cache_dir)
         for split in SPLITS:
             source = self._source(split)
             if source is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -70,85 +71,189 @@ def _load(proto: bytes) -> spm.SentencePieceProcessor:
     return _check_ids(spm.SentencePieceProcessor(model_proto=proto))
 
 
-class Tokenizer:
-    """Source and target SentencePiece models (the same one when `joint`)."""
+def _segmenter(proto: bytes) -> spm.SentencePieceProcessor:
+    """A SentencePiece model used only to split text into pieces (its ids are not ours)."""
+    return spm.SentencePieceProcessor(model_proto=proto)
 
-    def __init__(self, src_proto: bytes, tgt_proto: bytes | None = None, num_threads: int = 0):
-        self.joint = tgt_proto is None
+
+SPECIAL_PIECES = ("<pad>", "<unk>", "<s>", "</s>")
+"""The pieces of ids 0-3 in a vocabulary of this project (ARCHITECTURE.md)."""
+
+
+class Vocabulary:
+    """A token id <-> piece table that is not a SentencePiece model's own (an imported
+    model's, e.g. Marian's vocab.json with its rows remapped to our special ids)."""
+
+    def __init__(self, pieces: list[str]) -> None:
+        if tuple(pieces[:4]) != SPECIAL_PIECES:
+            raise ValueError(f"a vocabulary starts with {SPECIAL_PIECES}, got {pieces[:4]}")
+        self.pieces = list(pieces)
+        self.index = {piece: i for i, piece in enumerate(self.pieces)}
+        if len(self.index) != len(self.pieces):
+            raise ValueError("a vocabulary's pieces must be unique")
+
+    def ids(self, pieces: list[str]) -> list[int]:
+        """Ids of pieces; a piece the table lacks is <unk>, as Marian's tokenizer does."""
+        return [self.index.get(piece, UNK_ID) for piece in pieces]
+
+
+class Tokenizer:
+    """Source and target SentencePiece models (the same one when there is one).
+
+    A token's id is its SentencePiece id: our models are trained with the fixed special ids.
+    An imported model brings its own id table instead: `vocab` (the piece of every id, ours
+    first: <pad> <unk> <s> </s>) and `tgt_vocab` when target ids are another table; the
+    SentencePiece models then only split text into pieces. `joint` means one id table for
+    both sides (what shared embeddings need).
+    """
+
+    def __init__(
+        self,
+        src_proto: bytes,
+        tgt_proto: bytes | None = None,
+        num_threads: int = 0,
+        *,
+        vocab: list[str] | None = None,
+        tgt_vocab: list[str] | None = None,
+    ) -> None:
+        if vocab is None and tgt_vocab is not None:
+            raise ValueError("tgt_vocab needs vocab (the source side's table)")
         self._protos = (src_proto, tgt_proto)
-        self._src = _load(src_proto)
-        self._tgt = self._src if tgt_proto is None else _load(tgt_proto)
+        load = _load if vocab is None else _segmenter
+        self._src = load(src_proto)
+        self._tgt = self._src if tgt_proto is None else load(tgt_proto)
+        self._vocabs = (vocab, tgt_vocab)
+        self._src_table = None if vocab is None else Vocabulary(vocab)
+        self._tgt_table = self._src_table if tgt_vocab is None else Vocabulary(tgt_vocab)
+        self.joint = tgt_proto is None if vocab is None else tgt_vocab is None
         self.num_threads = num_threads or (os.cpu_count() or 1)
 
     @property
     def src_vocab_size(self) -> int:
-        return self._src.get_piece_size()
+        return len(self._src_table.pieces) if self._src_table else self._src.get_piece_size()
 
     @property
     def tgt_vocab_size(self) -> int:
-        return self._tgt.get_piece_size()
+        return len(self._tgt_table.pieces) if self._tgt_table else self._tgt.get_piece_size()
 
     def encode_src(self, lines: list[str]) -> list[list[int]]:
         """Source ids: pieces + [EOS_ID]."""
-        return self._src.encode(lines, out_type=int, add_eos=True, num_threads=self.num_threads)
+        if self._src_table is None:
+            return self._src.encode(lines, out_type=int, add_eos=True, num_threads=self.num_threads)
+        return [[*ids, EOS_ID] for ids in self._table_ids(self._src, self._src_table, lines)]
 
     def encode_tgt(self, lines: list[str]) -> list[list[int]]:
         """Target ids: pieces only (the batcher adds BOS/EOS)."""
-        return self._tgt.encode(lines, out_type=int, num_threads=self.num_threads)
+        if self._tgt_table is None:
+            return self._tgt.encode(lines, out_type=int, num_threads=self.num_threads)
+        return self._table_ids(self._tgt, self._tgt_table, lines)
+
+    def _table_ids(
+        self, processor: spm.SentencePieceProcessor, table: Vocabulary, lines: list[str]
+    ) -> list[list[int]]:
+        """Ids through an imported table. A leading language tag (``>>fra<<``, which
+        multilingual Marian models read) stays one token, as Marian's tokenizer keeps it."""
+        out = []
+        for line in lines:
+            tag, text = _language_tag(line)
+            pieces = processor.encode(text, out_type=str)
+            out.append(table.ids(([tag] if tag else []) + pieces))
+        return out
 
     def decode_tgt(self, ids: Iterable[Iterable[int]]) -> list[str]:
         """Detokenized target text (for sacrebleu); <pad>, <s> and </s> are dropped."""
-        return self._tgt.decode([[int(i) for i in seq if int(i) not in SPECIAL_IDS] for seq in ids])
+        kept = [[int(i) for i in seq if int(i) not in SPECIAL_IDS] for seq in ids]
+        if self._tgt_table is None:
+            return self._tgt.decode(kept)
+        pieces = self._tgt_table.pieces
+        return self._tgt.decode([[pieces[i] for i in seq] for seq in kept])
 
     def src_pieces(self, line: str) -> list[str]:
         """The pieces of `encode_src(line)`, including the final </s>."""
-        return self._src.encode(line, out_type=str, add_eos=True)
+        if self._src_table is None:
+            return self._src.encode(line, out_type=str, add_eos=True)
+        return [self._src_table.pieces[i] for i in self.encode_src([line])[0]]
 
     def tgt_pieces(self, ids: Iterable[int]) -> list[str]:
-        return [self._tgt.id_to_piece(int(i)) for i in ids]
+        if self._tgt_table is None:
+            return [self._tgt.id_to_piece(int(i)) for i in ids]
+        return [self._tgt_table.pieces[int(i)] for i in ids]
 
     def src_vocabulary(self) -> list[str]:
         """Source piece strings in id order (pieces are unique: piece i <-> id i)."""
+        if self._src_table is not None:
+            return list(self._src_table.pieces)
         return [self._src.id_to_piece(i) for i in range(self.src_vocab_size)]
 
     def tgt_vocabulary(self) -> list[str]:
         """Target piece strings in id order."""
+        if self._tgt_table is not None:
+            return list(self._tgt_table.pieces)
         return [self._tgt.id_to_piece(i) for i in range(self.tgt_vocab_size)]
 
     def fingerprint(self) -> str:
-        """sha256 of the models: prepared arrays are only valid for these exact models."""
+        """sha256 of the models (and id tables): prepared arrays are only valid for these."""
         digest = hashlib.sha256()
         for proto in self._protos:
             digest.update(proto or b"")
+        for vocab in self._vocabs:
+            if vocab is not None:
+                digest.update(json.dumps(vocab, ensure_ascii=False).encode())
         return digest.hexdigest()
 
     def to_state(self) -> dict:
-        """Serialized SentencePiece protos, enough to rebuild this tokenizer from a checkpoint."""
-        return {
-            "version": _STATE_VERSION,
-            "src_model": self._protos[0],
-            "tgt_model": self._protos[1],
-        }
+        """Serialized SentencePiece protos (and id tables), enough to rebuild this tokenizer
+        from a checkpoint."""
+        state = {"version": _STATE_VERSION, "src_model": self._protos[0],
+                 "tgt_model": self._protos[1]}  # fmt: skip
+        if self._vocabs[0] is not None:
+            state |= {"version": 2, "vocab": self._vocabs[0], "tgt_vocab": self._vocabs[1]}
+        return state
 
     @classmethod
     def from_state(cls, state: dict) -> Tokenizer:
-        if state.get("version") != _STATE_VERSION:
-            raise ValueError(
-                f"tokenizer state version {state.get('version')}, expected {_STATE_VERSION}"
-            )
-        return cls(state["src_model"], state["tgt_model"])
+        if state.get("version") not in (_STATE_VERSION, 2):
+            raise ValueError(f"tokenizer state version {state.get('version')}, expected 1 or 2")
+        return cls(state["src_model"], state["tgt_model"], vocab=state.get("vocab"),
+                   tgt_vocab=state.get("tgt_vocab"))  # fmt: skip
 
-    def save(self, folder: Path) -> None:
-        """Write `src.model` (and `tgt.model` when separate) into `folder`."""
+    def save(self, folder: Path) -> dict[str, str | None]:
+        """Write `src.model` (and `tgt.model`, `vocab.json`, `tgt_vocab.json` when there are
+        such) into `folder`; return the name written for each, None for those absent."""
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "src.model").write_bytes(self._protos[0])
-        if self._protos[1] is not None:
-            (folder / "tgt.model").write_bytes(self._protos[1])
+        names: dict[str, str | None] = dict.fromkeys(_FILES)
+        for key, content in zip(_FILES, (*self._protos, *self._vocabs), strict=True):
+            if content is None:
+                continue
+            data = content if isinstance(content, bytes) else _json_bytes(content)
+            (folder / _FILES[key]).write_bytes(data)
+            names[key] = _FILES[key]
+        return names
 
     @classmethod
-    def load(cls, folder: Path) -> Tokenizer:
-        tgt = folder / "tgt.model"
-        return cls((folder / "src.model").read_bytes(), tgt.read_bytes() if tgt.is_file() else None)
+    def load(cls, folder: Path, names: dict[str, str | None] | None = None) -> Tokenizer:
+        """Read what `save` wrote (`names`: its return value; default: the files present)."""
+        if names is None:
+            names = {k: f for k, f in _FILES.items() if k == "src" or (folder / f).is_file()}
+        content = {k: (folder / f).read_bytes() if f else None for k, f in names.items()}
+        vocab, tgt_vocab = (json.loads(content[k]) if content.get(k) else None
+                            for k in ("vocab", "tgt_vocab"))  # fmt: skip
+        return cls(content["src"], content.get("tgt"), vocab=vocab, tgt_vocab=tgt_vocab)
+
+
+_FILES = {"src": "src.model", "tgt": "tgt.model", "vocab": "vocab.json",
+          "tgt_vocab": "tgt_vocab.json"}  # fmt: skip
+
+
+def _json_bytes(value: object) -> bytes:
+    return (json.dumps(value, ensure_ascii=False, indent=0) + "\n").encode("utf-8")
+
+
+def _language_tag(line: str) -> tuple[str | None, str]:
+    """(">>fra<<", rest) for a line that starts with a Marian language tag, else (None, line)."""
+    if line.startswith(">>") and (end := line.find("<<", 2)) != -1:
+        return line[: end + 2], line[end + 2 :]
+    return None, line
 
 
 def train_sentencepiece(

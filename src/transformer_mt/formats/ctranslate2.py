@@ -150,10 +150,11 @@ def _position_table(stack: nn.Module, config: TransformerConfig, rows: int) -> n
 def _stack_options(config: TransformerConfig, ct2: Any) -> dict[str, Any]:
     """Keyword arguments shared by the encoder and decoder specs."""
     activation = ct2.specs.Activation
+    # nn.GELU() is the exact erf form, CTranslate2's GELU (not GELUTanh); swish is nn.SiLU
+    kinds = {"relu": activation.RELU, "gelu": activation.GELU, "swish": activation.SWISH}
     options: dict[str, Any] = {
         "pre_norm": config.norm_first,
-        # nn.GELU() is the exact erf form, CTranslate2's GELU (not GELUTanh)
-        "activation": activation.GELU if config.activation == "gelu" else activation.RELU,
+        "activation": kinds[config.activation],
         "relative_attention_bias": config.pos_enc == "relative",
     }
     if config.pos_enc == "rope":  # all dims, rotate-half layout, base 10000 as ours
@@ -210,7 +211,9 @@ def _decoder_spec(model: Transformer, ct2: Any) -> Any:
         _relative_bias(spec.layer, decoder, config)
     if config.norm_first:
         _set_layer_norm(spec.layer_norm, decoder.final_norm)
-    _set_linear(spec.projection, model.output_weight)  # (V, D), no bias; tied ones get aliased
+    # (V, D) and the logits' bias when the model has one (imported Marian models); a tied
+    # matrix gets aliased to the embedding
+    _set_linear(spec.projection, model.output_weight, model.output_bias)
     return spec
 
 

@@ -1,5 +1,5 @@
-"""The ``format`` config group of `export.py`: write a loaded model as a release folder or as a
-CTranslate2 folder, each with its model card."""
+"""The ``format`` config group of `export.py`: write a loaded model as a release folder, a
+CTranslate2 folder or a Hugging Face Marian folder, each with its model card."""
 
 from __future__ import annotations
 
@@ -33,3 +33,11 @@ def to_ctranslate2(
     )
     (Path(folder) / CARD_FILE).write_text(card, encoding="utf-8")
     return Path(folder)
+
+
+def to_hf(loaded: LoadedModel, out: str | Path, *, card: str, force: bool = False) -> Path:
+    """A Hugging Face Marian folder (`MarianMTModel.from_pretrained(out)`), for the models
+    Marian can express (post-norm, sinusoidal positions)."""
+    from transformer_mt.formats.marian import export_marian
+
+    return export_marian(loaded, out, card=card, force=force)

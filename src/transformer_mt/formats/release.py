@@ -122,14 +122,14 @@ def _write_files(loaded: LoadedModel, folder: Path, dtype: str, card: str) -> No
         for name, t in stored.items()
     }
     save_file(tensors, folder / WEIGHTS_FILE, metadata={"format": RELEASE_FORMAT})
-    loaded.tokenizer.save(folder)
+    tokenizer_files = loaded.tokenizer.save(folder)
     config = {
         "format": RELEASE_FORMAT,
         "version": RELEASE_VERSION,
         **loaded.info.to_dict(),
         "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256(folder / WEIGHTS_FILE)},
         "aliases": aliases,
-        "tokenizer": {"src": "src.model", "tgt": None if loaded.tokenizer.joint else "tgt.model"},
+        "tokenizer": tokenizer_files,
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     (folder / CARD_FILE).write_text(card or f"# {folder.name}\n", encoding="utf-8")
@@ -234,16 +234,14 @@ def _load_weights(
 
 
 def _load_tokenizer(folder: Path, config: dict[str, Any]) -> Tokenizer:
-    names = config.get("tokenizer") or {}
-    src = folder / (names.get("src") or "src.model")
-    tgt = folder / names["tgt"] if names.get("tgt") else None
-    for path in (src, tgt):
-        if path is not None and not path.is_file():
-            raise FileNotFoundError(f"model_dir={folder}: missing {path.name}")
+    names = config.get("tokenizer") or {"src": "src.model"}
+    for name in names.values():
+        if name is not None and not (folder / name).is_file():
+            raise FileNotFoundError(f"model_dir={folder}: missing {name}")
     try:
-        return Tokenizer(src.read_bytes(), tgt.read_bytes() if tgt else None)
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(f"model_dir={folder}: unreadable SentencePiece model ({err})") from None
+        return Tokenizer.load(folder, names)
+    except (RuntimeError, ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"model_dir={folder}: unreadable tokenizer files ({err})") from None
 
 
 def _check_vocabulary(tokenizer: Tokenizer, info: ModelInfo, folder: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from transformer_mt.constants import PAD_ID
 
 POS_ENC_CHOICES = ("sinusoidal", "learned", "rope", "alibi", "relative", "none")
-ACTIVATION_CHOICES = ("relu", "gelu")
+ACTIVATION_CHOICES = ("relu", "gelu", "swish")
 
 # Named sizes. base/big are Table 3 of Vaswani et al. (2017); small/tiny fit a CPU
 # (tiny is the Multi30k size reported to reach ~41 BLEU En->De).
@@ -56,7 +56,7 @@ class TransformerConfig:
     attention_dropout: float = 0.0
     """Dropout on the attention probabilities (0 in the paper)."""
     activation: str = "relu"
-    """FFN non-linearity: relu (paper) or gelu."""
+    """FFN non-linearity: relu (paper), gelu, or swish (x * sigmoid(x), Marian / OPUS-MT's)."""
     norm_first: bool = False
     """False: post-norm LayerNorm(x + Sublayer(x)) as the paper; True: pre-norm
     x + Sublayer(LayerNorm(x)) with a final LayerNorm after each stack."""
@@ -72,6 +72,8 @@ class TransformerConfig:
     """One embedding matrix for source and target (needs a joint vocabulary)."""
     tie_output: bool = True
     """Pre-softmax projection uses the target embedding matrix (paper section 3.4)."""
+    output_bias: bool = False
+    """A bias on the logits (none in the paper; Marian's final_logits_bias, for imports)."""
     pad_id: int = PAD_ID
     """Padding token id: zero embedding row, masked as an attention key."""
 

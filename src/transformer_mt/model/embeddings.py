@@ -72,21 +72,29 @@ class TokenEmbedding(nn.Module):
 
 
 class OutputProjection(nn.Module):
-    """Pre-softmax linear map (B, T, D) -> (B, T, V), no bias.
+    """Pre-softmax linear map (B, T, D) -> (B, T, V), without a bias unless asked for.
 
     With `tied_to` it reuses that embedding's matrix (section 3.4: the same weights for the
     embeddings and the pre-softmax transformation); otherwise it owns one, initialised like
-    an embedding.
+    an embedding. `bias` adds a per-token bias (zeros at first): none in the paper, but
+    Marian / OPUS-MT models carry one (`final_logits_bias`), and an import must keep it.
     """
 
-    def __init__(self, d_model: int, vocab_size: int, tied_to: TokenEmbedding | None = None):
+    def __init__(
+        self,
+        d_model: int,
+        vocab_size: int,
+        tied_to: TokenEmbedding | None = None,
+        bias: bool = False,
+    ):
         super().__init__()
         if tied_to is not None:
             self.weight = tied_to.weight
         else:
             self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
             nn.init.normal_(self.weight, mean=0.0, std=d_model**-0.5)
+        self.bias = nn.Parameter(torch.zeros(vocab_size)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
         """(..., D) -> (..., V) logits."""
-        return F.linear(x, self.weight)
+        return F.linear(x, self.weight, self.bias)

@@ -6,11 +6,11 @@ from torch import Tensor, nn
 
 from transformer_mt.model.dropout import Dropout
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU}
 
 
 class PositionwiseFeedForward(nn.Module):
-    """Linear(d_model, d_ff) -> ReLU | GELU -> dropout -> Linear(d_ff, d_model)."""
+    """Linear(d_model, d_ff) -> ReLU | GELU | swish -> dropout -> Linear(d_ff, d_model)."""
 
     def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str = "relu") -> None:
         super().__init__()

@@ -164,7 +164,10 @@ class Transformer(nn.Module):
             else TokenEmbedding(config.tgt_vocab_size, config.d_model, config.pad_id)
         )
         output = OutputProjection(
-            config.d_model, config.tgt_vocab_size, tgt_embedding if config.tie_output else None
+            config.d_model,
+            config.tgt_vocab_size,
+            tgt_embedding if config.tie_output else None,
+            bias=config.output_bias,
         )
         self.encoder = Encoder(config, src_embedding)
         self.decoder = Decoder(config, tgt_embedding, output)
@@ -189,8 +192,13 @@ class Transformer(nn.Module):
 
     @property
     def output_weight(self) -> Tensor:
-        """The pre-softmax matrix (V_tgt, D): logits = features @ output_weight.T."""
+        """The pre-softmax matrix (V_tgt, D): logits = features @ output_weight.T + bias."""
         return self.decoder.output.weight
+
+    @property
+    def output_bias(self) -> Tensor | None:
+        """The logits' bias (V_tgt,), or None (the paper's model has none)."""
+        return self.decoder.output.bias
 
     def encode(self, src_ids: Tensor) -> EncoderOutput:
         """src_ids (B, S) -> EncoderOutput(memory (B, S, D), src_key_padding_mask (B, S))."""

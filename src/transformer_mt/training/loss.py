@@ -97,16 +97,17 @@ ACCELERATOR_SLICE_ELEMENTS = 1 << 26
 
 
 class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
-    """`_SmoothedCrossEntropy` of logits = features @ weight.T, computed a slice of rows at a
-    time: the (N, V) logits are never one tensor, and each slice is turned into its softmax in
-    place for the backward. Matmuls run in the features' dtype (bf16 under autocast), the
-    softmax and the loss in float32 (float64 for float64 features)."""
+    """`_SmoothedCrossEntropy` of logits = features @ weight.T (+ bias), computed a slice of
+    rows at a time: the (N, V) logits are never one tensor, and each slice is turned into its
+    softmax in place for the backward. Matmuls run in the features' dtype (bf16 under
+    autocast), the softmax and the loss in float32 (float64 for float64 features)."""
 
     @staticmethod
     def forward(
         ctx,
         features: Tensor,
         weight: Tensor,
+        bias: Tensor | None,
         target: Tensor,
         keep: Tensor,
         epsilon: float,
@@ -121,6 +122,8 @@ class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
         softmaxes = []
         for start in range(0, features.size(0), rows):
             logits = torch.mm(features[start : start + rows], weight_mm.t()).to(loss_dtype)
+            if bias is not None:
+                logits += bias.to(loss_dtype)
             rows_loss, rows_nll, lse = _row_losses(
                 logits, target[start : start + rows], keep[start : start + rows], epsilon
             )
@@ -129,6 +132,7 @@ class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
             if for_backward:  # not under no_grad (validation): no softmax pass then
                 softmaxes.append(logits.sub_(lse.unsqueeze(-1)).exp_())  # in place
         ctx.save_for_backward(features, weight, target, keep)
+        ctx.has_bias = bias is not None
         ctx.softmaxes = softmaxes if for_backward else None
         ctx.rows, ctx.epsilon = rows, epsilon
         return loss, nll
@@ -142,32 +146,46 @@ class _ProjectedSmoothedCrossEntropy(torch.autograd.Function):
         weight_mm = weight.to(features.dtype)
         grad_features = torch.empty_like(features)
         grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+        grad_bias = (
+            torch.zeros(weight.size(0), dtype=weight.dtype, device=weight.device)
+            if ctx.has_bias and ctx.needs_input_grad[2]
+            else None
+        )
         for i, start in enumerate(range(0, features.size(0), rows)):
             stop = start + rows
             grad = _softmax_to_grad_(  # in place: dloss / dlogits of these rows
                 ctx.softmaxes[i], target[start:stop], keep[start:stop], ctx.epsilon,
                 grad_loss, grad_nll,
-            ).to(features.dtype)  # fmt: skip
+            )  # fmt: skip
+            if grad_bias is not None:
+                grad_bias += grad.sum(dim=0).to(grad_bias.dtype)
+            grad = grad.to(features.dtype)
             torch.mm(grad, weight_mm, out=grad_features[start:stop])
             if grad_weight is not None and grad.dtype == grad_weight.dtype:
                 grad_weight.addmm_(grad.t(), features[start:stop])
             elif grad_weight is not None:  # bf16 matmul, float32 accumulation
                 grad_weight += torch.mm(grad.t(), features[start:stop]).to(weight.dtype)
         ctx.softmaxes = None
-        return grad_features, grad_weight, None, None, None, None
+        return grad_features, grad_weight, grad_bias, None, None, None, None
 
 
 def projected_smoothed_loss(
-    features: Tensor, weight: Tensor, target: Tensor, epsilon: float, ignore_index: int
+    features: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    epsilon: float,
+    ignore_index: int,
+    bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """`label_smoothed_nll_loss` of the logits features @ weight.T, without ever holding the
-    whole (N, V) logits: on a CPU, faster than projecting first (no page-faulted (N, V)
-    tensors, cache-sized passes), and on any device, less memory.
+    """`label_smoothed_nll_loss` of the logits features @ weight.T + bias, without ever
+    holding the whole (N, V) logits: on a CPU, faster than projecting first (no page-faulted
+    (N, V) tensors, cache-sized passes), and on any device, less memory.
 
     Args:
         features: (..., D) decoder outputs before the output layer (`Transformer.features`).
         weight: (V, D) the output layer's matrix (`Transformer.output_weight`).
         target: (...) gold ids; positions equal to ``ignore_index`` contribute nothing.
+        bias: (V,) the logits' bias (`Transformer.output_bias`), or None.
     """
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"label smoothing epsilon must be in [0, 1), got {epsilon}")
@@ -175,9 +193,11 @@ def projected_smoothed_loss(
     target = target.reshape(-1)
     keep = target.ne(ignore_index)
     dtype = torch.float64 if flat.dtype == torch.float64 else torch.float32
-    for_backward = torch.is_grad_enabled() and (flat.requires_grad or weight.requires_grad)
+    needs_grad = flat.requires_grad or weight.requires_grad
+    needs_grad = needs_grad or (bias is not None and bias.requires_grad)
+    for_backward = torch.is_grad_enabled() and needs_grad
     return _ProjectedSmoothedCrossEntropy.apply(
-        flat, weight, target.masked_fill(~keep, 0), keep.to(dtype), epsilon, for_backward
+        flat, weight, bias, target.masked_fill(~keep, 0), keep.to(dtype), epsilon, for_backward
     )
 
 
@@ -194,5 +214,5 @@ def teacher_forced_loss(
     keep = tgt_out_ids.ne(pad_id)
     features = model.features(src_ids, tgt_in_ids)[keep]  # (N, D)
     return projected_smoothed_loss(
-        features, model.output_weight, tgt_out_ids[keep], epsilon, pad_id
+        features, model.output_weight, tgt_out_ids[keep], epsilon, pad_id, model.output_bias
     )
