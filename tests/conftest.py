@@ -1,5 +1,6 @@
 """Shared fixtures: where the local corpora are (tests never download)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -108,3 +109,67 @@ def tiny_release(trained_tiny, synthetic_tokenizer, tmp_path_factory):
     info = ModelInfo(model.config, src_lang="xa", tgt_lang="xb", decoding={"beam_size": 5})
     loaded = LoadedModel(model, synthetic_tokenizer, info)
     return write_release(loaded, tmp_path_factory.mktemp("release") / "xa-xb", card="# xa-xb\n")
+
+
+# ---- a Hugging Face Marian folder, built and trained here (no download) ----------------------
+
+
+def _marian_vocab(tokenizer) -> dict[str, int]:
+    """Our SentencePiece pieces in Marian's order: </s> 0, <unk> 1, the rest, <pad> last."""
+    pieces = tokenizer.tgt_vocabulary()[4:]
+    vocab = {"</s>": 0, "<unk>": 1, **{p: i + 2 for i, p in enumerate(pieces)}}
+    vocab["<pad>"] = len(vocab)
+    return vocab
+
+
+def _write_marian_tokenizer(folder, tokenizer) -> None:
+    proto = tokenizer.to_state()["src_model"]
+    (folder / "source.spm").write_bytes(proto)
+    (folder / "target.spm").write_bytes(proto)
+    (folder / "vocab.json").write_text(json.dumps(_marian_vocab(tokenizer)))
+    config = {"source_lang": "xa", "target_lang": "xb", "separate_vocabs": False}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+
+
+def _fit_marian(model, hf_tokenizer, pairs, steps: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        rows = torch.randint(len(pairs), (32,), generator=gen).tolist()
+        batch = hf_tokenizer(
+            [pairs[i][0] for i in rows], text_target=[pairs[i][1] for i in rows],
+            padding=True, return_tensors="pt",
+        )  # fmt: skip
+        batch["labels"][batch["labels"] == model.config.pad_token_id] = -100
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+@pytest.fixture(scope="session")
+def marian_folder(synthetic_tokenizer, synthetic_corpus, tmp_path_factory):
+    """(HF folder, the MarianMTModel, its MarianTokenizer), trained briefly with transformers'
+    own loss on the synthetic corpus, as `save_pretrained` writes it."""
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+    folder = tmp_path_factory.mktemp("opus-mt-xa-xb")
+    _write_marian_tokenizer(folder, synthetic_tokenizer)
+    vocab_size = len(_marian_vocab(synthetic_tokenizer))
+    config = MarianConfig(
+        vocab_size=vocab_size, decoder_vocab_size=vocab_size, d_model=32, encoder_layers=2,
+        decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, activation_function="swish", dropout=0.0,
+        max_position_embeddings=128, scale_embedding=True, pad_token_id=vocab_size - 1,
+        eos_token_id=0, decoder_start_token_id=vocab_size - 1, forced_eos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = MarianMTModel(config)
+    hf_tokenizer = MarianTokenizer.from_pretrained(folder)
+    _fit_marian(model, hf_tokenizer, synthetic_corpus["train"], steps=200)
+    with torch.no_grad():  # a bias worth carrying over (Marian's final_logits_bias)
+        model.final_logits_bias.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    return folder, model, hf_tokenizer

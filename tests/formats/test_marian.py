@@ -1,9 +1,10 @@
 """Hugging Face Marian folders: imported models compute what MarianMTModel computes (logits,
 greedy and beam outputs of `generate`), and exported ones load back into transformers.
 
-The Marian model is built here from a config (no download), with a SentencePiece model trained
-on the synthetic corpus and a vocab.json in Marian's id order (eos 0, unk 1, ..., pad last),
-then trained for a few hundred updates with transformers' own loss so its outputs end.
+The Marian model (fixture `marian_folder`) is built from a config (no download), with a
+SentencePiece model trained on the synthetic corpus and a vocab.json in Marian's id order
+(eos 0, unk 1, ..., pad last), then trained for a few hundred updates with transformers' own
+loss so its outputs end.
 """
 
 import json
@@ -11,7 +12,7 @@ import logging
 
 import pytest
 import torch
-from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+from transformers import MarianMTModel, MarianTokenizer
 
 from transformer_mt.constants import BOS_ID, EOS_ID
 from transformer_mt.decoding import BeamSearch, GreedySearch
@@ -24,62 +25,9 @@ logging.getLogger("transformers").setLevel(logging.ERROR)
 MAX_NEW = 40
 
 
-def marian_vocab(tokenizer) -> dict[str, int]:
-    """Our SentencePiece pieces in Marian's order: </s> 0, <unk> 1, the rest, <pad> last."""
-    pieces = tokenizer.tgt_vocabulary()[4:]
-    vocab = {"</s>": 0, "<unk>": 1, **{p: i + 2 for i, p in enumerate(pieces)}}
-    vocab["<pad>"] = len(vocab)
-    return vocab
-
-
-def write_marian_tokenizer(folder, tokenizer) -> None:
-    proto = tokenizer.to_state()["src_model"]
-    (folder / "source.spm").write_bytes(proto)
-    (folder / "target.spm").write_bytes(proto)
-    (folder / "vocab.json").write_text(json.dumps(marian_vocab(tokenizer)))
-    config = {"source_lang": "xa", "target_lang": "xb", "separate_vocabs": False}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-
-
-def fit_marian(model, hf_tokenizer, pairs, steps: int) -> None:
-    gen = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        rows = torch.randint(len(pairs), (32,), generator=gen).tolist()
-        batch = hf_tokenizer(
-            [pairs[i][0] for i in rows], text_target=[pairs[i][1] for i in rows],
-            padding=True, return_tensors="pt",
-        )  # fmt: skip
-        batch["labels"][batch["labels"] == model.config.pad_token_id] = -100
-        loss = model(**batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-
-
 @pytest.fixture(scope="module")
-def marian(synthetic_tokenizer, synthetic_corpus, tmp_path_factory):
-    """(HF folder, the MarianMTModel, its MarianTokenizer), trained briefly."""
-    folder = tmp_path_factory.mktemp("opus-mt-xa-xb")
-    write_marian_tokenizer(folder, synthetic_tokenizer)
-    vocab_size = len(marian_vocab(synthetic_tokenizer))
-    config = MarianConfig(
-        vocab_size=vocab_size, decoder_vocab_size=vocab_size, d_model=32, encoder_layers=2,
-        decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, activation_function="swish", dropout=0.0,
-        max_position_embeddings=128, scale_embedding=True, pad_token_id=vocab_size - 1,
-        eos_token_id=0, decoder_start_token_id=vocab_size - 1, forced_eos_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = MarianMTModel(config)
-    hf_tokenizer = MarianTokenizer.from_pretrained(folder)
-    fit_marian(model, hf_tokenizer, synthetic_corpus["train"], steps=200)
-    with torch.no_grad():  # a bias worth carrying over (Marian's final_logits_bias)
-        model.final_logits_bias.normal_(0, 0.5)
-    model.save_pretrained(folder)
-    return folder, model, hf_tokenizer
+def marian(marian_folder):
+    return marian_folder
 
 
 @pytest.fixture(scope="module")
