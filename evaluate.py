@@ -20,7 +20,9 @@ from transformer_mt.inference.scoring import read_inputs, report, score
 from transformer_mt.inference.streaming import format_translation
 from transformer_mt.inference.translator import Translator
 from transformer_mt.utils.config_check import check_config
+from transformer_mt.utils.errors import exit_on_user_error
 from transformer_mt.utils.io import write_text_atomic
+from transformer_mt.utils.startup import check_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Write hypotheses (input order) and, given references, scores.json; return the scores."""
     check_config(OmegaConf.to_container(cfg, resolve=True), {})
+    check_evaluate(OmegaConf.to_container(cfg, resolve=True))
     ckpt = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
     opened = instantiate(cfg.backend)(
         search=instantiate(cfg.decoding), ckpt_path=ckpt, model_dir=cfg.model_dir,
@@ -68,6 +71,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns BLEU when references are given."""
     return evaluate(cfg).get("bleu")

@@ -19,11 +19,13 @@ from transformer_mt.explain import explain, render, tiny_model, write_dump, writ
 from transformer_mt.formats import load_model
 from transformer_mt.training.embedding_init import split_model_config
 from transformer_mt.utils.cli import quote_free_text
+from transformer_mt.utils.errors import exit_on_user_error
 
 log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="explain")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     """Trace `text`, print the steps, write explain.npz/.json and explain.html."""
     if cfg.ckpt_path or cfg.model_dir:

@@ -16,11 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from transformer_mt.formats import load_model
 from transformer_mt.formats.card import model_card, run_directory
 from transformer_mt.utils.config_check import check_config
+from transformer_mt.utils.errors import exit_on_user_error
 
 log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     """Load, write the chosen format with its card, log where it went."""
     check_config(OmegaConf.to_container(cfg, resolve=True), {})

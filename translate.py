@@ -16,9 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 from transformer_mt.inference.run import translate_command
 from transformer_mt.utils.cli import quote_free_text
 from transformer_mt.utils.config_check import check_config
+from transformer_mt.utils.errors import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="translate")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: open the model with the chosen backend, then stream."""
     check_config(OmegaConf.to_container(cfg, resolve=True), {})

@@ -16,6 +16,7 @@ import pytest
 from torch.utils.data import DataLoader
 
 from transformer_mt.data.batching import TokenBatchSampler
+from transformer_mt.data.cache import MANIFEST, CacheError
 from transformer_mt.data.corpus import TextPairSource
 from transformer_mt.data.prepare import prepare_split
 from transformer_mt.data.prepared import PreparedSplit
@@ -104,8 +105,38 @@ def _wait_for_partial_output(folder: Path, proc: subprocess.Popen) -> bool:
     """Wait until the preparing process has written some tokens into its temporary folder."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        written = [p for p in folder.glob("prepared.tmp-*/src_tokens.bin") if p.stat().st_size]
+        written = [p for p in folder.glob("*prepared.tmp-*/src_tokens.bin") if p.stat().st_size]
         if written:
             return True
         time.sleep(0.01)
     pytest.fail(f"the preparing process ended (rc={proc.poll()}) before writing any tokens")
+
+
+@pytest.mark.parametrize("manifest", [True, False])  # False: an entry from before manifests
+def test_a_truncated_array_is_named_then_rebuilt(
+    manifest: bool, synthetic_corpus, synthetic_tokenizer, tmp_path: Path, caplog
+):
+    """A truncated .bin used to fail deep in numpy ("mmap length is greater than file size")
+    without a path; its size is now checked against meta.json when the entry is opened."""
+    pairs = synthetic_corpus["train"][:300]
+    src = write_lines(tmp_path / "a.xa", [s for s, _ in pairs])
+    tgt = write_lines(tmp_path / "a.xb", [t for _, t in pairs])
+    folder = prepare_split(TextPairSource(src, tgt), synthetic_tokenizer, tmp_path / "entry")
+    reference = {n: np.array(a) for n, a in PreparedSplit(folder).arrays.items()}
+    if not manifest:
+        (folder / MANIFEST).unlink()
+    size = (folder / "src_tokens.bin").stat().st_size
+    os.truncate(folder / "src_tokens.bin", size // 2)
+    with pytest.raises(
+        CacheError,
+        match=rf"prepared data {folder} is damaged \(src_tokens\.bin "
+        rf"is {size // 2} bytes.*it will be rebuilt",
+    ):
+        PreparedSplit(folder)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        rebuilt = PreparedSplit(
+            prepare_split(TextPairSource(src, tgt), synthetic_tokenizer, folder)
+        )
+    assert f"cache entry {folder} is damaged" in caplog.text and "rebuilt" in caplog.text
+    for name, array in reference.items():
+        assert np.array_equal(rebuilt.arrays[name], array), name

@@ -95,3 +95,33 @@ def test_missing_file_lists_what_exists(tmp_path: Path):
     write_lines(tmp_path / "train.en", ["y"])
     with pytest.raises(CorpusError, match=r"train\.fr; .* contains: train\.de, train\.en"):
         _all_pairs(read_text_pairs(tmp_path / "train.de", tmp_path / "train.fr", ReadStats()))
+
+
+@pytest.mark.parametrize("block_bytes", [5, 1 << 23])
+def test_a_nul_byte_names_file_and_line(tmp_path: Path, monkeypatch, block_bytes: int):
+    """A NUL byte (a binary or UTF-16 file) used to be accepted silently."""
+    monkeypatch.setattr(readers, "BLOCK_BYTES", block_bytes)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"one\ntwo\nth\x00ree\nfour\n")
+    write_lines(tmp_path / "ok.txt", ["1", "2", "3", "4"])
+    with pytest.raises(CorpusError, match=rf"{bad}:3: a NUL byte at byte 3 of the line .*UTF-16"):
+        _all_pairs(read_text_pairs(tmp_path / "ok.txt", bad, ReadStats()))
+
+
+@pytest.mark.parametrize("block_bytes", [4, 1 << 23])
+def test_cr_only_line_endings_name_file_and_line(tmp_path: Path, monkeypatch, block_bytes: int):
+    """Old Mac endings used to show up only as "line counts differ" (the file is one line)."""
+    monkeypatch.setattr(readers, "BLOCK_BYTES", block_bytes)
+    mac = tmp_path / "mac.txt"
+    mac.write_bytes(b"one\rtwo\rthree\r")
+    write_lines(tmp_path / "ok.txt", ["1", "2", "3"])
+    with pytest.raises(
+        CorpusError,
+        match=rf"{mac}:1: a carriage return \(\\r\) not followed by "
+        r"a newline at byte 4 .*tr '\\r' '\\n'",
+    ):
+        _all_pairs(read_text_pairs(tmp_path / "ok.txt", mac, ReadStats()))  # fmt: skip
+    tsv = tmp_path / "x.tsv"
+    tsv.write_bytes(b"a\tb\r\nc\td\r\ne\tf\rg\th\r\n")  # CRLF is fine; one lone \r on line 3
+    with pytest.raises(CorpusError, match=rf"{tsv}:3: a carriage return"):
+        _all_pairs(read_tsv_pairs(tsv, 0, 1, ReadStats()))

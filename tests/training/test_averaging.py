@@ -14,7 +14,9 @@ def _save(path: Path, step: int, weight: list[float], extra: str = "") -> Path:
         "h": torch.tensor(weight, dtype=torch.float16),
         "count": torch.tensor(step, dtype=torch.long),
     }
-    torch.save({"state_dict": state, "global_step": step, "hyper_parameters": {"x": extra}}, path)
+    hparams = {"x": extra}
+    torch.save({"state_dict": state, "global_step": step, "hyper_parameters": hparams,
+                "tokenizer": {}}, path)  # fmt: skip
     return path
 
 

@@ -46,10 +46,26 @@ def test_every_group_has_its_options() -> None:
     assert {"fast_dev_run", "overfit"} <= set(_options("debug"))
 
 
+# options with mandatory (???) values, given as a user must
+REQUIRED = {
+    ("data", "custom"): [f"data.corpus.{s}_{side}={s}.{side}" for s in ("train", "val")
+                         for side in ("src", "tgt")],
+}  # fmt: skip
+
+
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
 def test_option_composes_and_passes_the_check(group, option, compose_cfg, train_entry) -> None:
-    cfg = compose_cfg("train", f"{group}={option}")
+    cfg = compose_cfg("train", f"{group}={option}", *REQUIRED.get((group, option), []))
     train_entry.check(cfg)
+
+
+def test_unset_mandatory_values_are_all_named_at_start(compose_cfg, train_entry) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)data\.corpus\.train_src: required \(\?\?\?\), "
+        r"e\.g\. data\.corpus\.train_src=.*val_tgt: required",
+    ):
+        train_entry.check(compose_cfg("train", "data=custom"))  # fmt: skip
 
 
 def test_evaluate_config_composes(compose_cfg) -> None:

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 
 from transformer_mt.formats.lightning import load_checkpoint
 from transformer_mt.inference.scoring import score
+from transformer_mt.training.checkpoint_io import AtomicCheckpointIO
 from transformer_mt.training.module import TranslationModule
 from transformer_mt.utils.io import read_lines
 
@@ -147,9 +148,9 @@ def _stop_and_resume(
     train_entry.train(train_cfg(*common, f"trainer.max_steps={total}", out=full))
     train_entry.train(train_cfg(*common, f"trainer.max_steps={stop}", out=part))
     last = part / "checkpoints" / "last.ckpt"
-    checkpoint = torch.load(last, weights_only=False)  # as if the first part ran 1,000 s more
+    checkpoint = load_checkpoint(last)  # as if the first part ran 1,000 s more
     checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"] += CLOCK_BUMP
-    torch.save(checkpoint, last)
+    AtomicCheckpointIO().save_checkpoint(checkpoint, last)  # re-sealed: the checksum matches
     train_entry.train(
         train_cfg(*common, f"trainer.max_steps={total}", f"ckpt_path={last}", out=resumed)
     )
@@ -217,11 +218,13 @@ def test_wandb_runs_offline_without_a_key_and_is_finished_on_failure(
     assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
     assert wandb.run is None
 
+    def fail(*args, **kwargs):
+        raise RuntimeError("a failure during training")
+
+    monkeypatch.setattr(TranslationModule, "training_step", fail)
     broken = tmp_path / "broken"
-    with pytest.raises(FileNotFoundError):
-        train_entry.train(
-            train_cfg("logger=wandb", f"ckpt_path={tmp_path / 'missing.ckpt'}", out=broken)
-        )
+    with pytest.raises(RuntimeError, match="a failure during training"):
+        train_entry.train(train_cfg("logger=wandb", out=broken))
     assert list((broken / "wandb").glob("offline-run-*"))  # the run had started
     assert wandb.run is None  # and was finished, so a sweep's next job gets its own
 

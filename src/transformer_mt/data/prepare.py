@@ -6,7 +6,8 @@ Layout of a prepared split folder (all little-endian raw arrays, described by me
     src_offsets.bin / tgt_offsets.bin  int64 start of pair i; [N] = total   (N + 1,)
     line_numbers.bin  int64 1-based line of pair i in the split file  (N,)
 Token ids are uint16 when the vocabulary fits, else int32. Encoding uses SentencePiece's
-multi-threaded batch encoder; flattening uses numpy (no Python loop over tokens).
+multi-threaded batch encoder; flattening uses numpy (no Python loop over tokens). Every file's
+size follows from meta.json (`expected_sizes`), which is how a damaged entry is recognized.
 """
 
 from __future__ import annotations
@@ -85,11 +86,40 @@ def _encode_into(folder: Path, source: SplitSource, tokenizer: Tokenizer, stats:
     }
 
 
+def expected_sizes(meta: dict) -> dict[str, int]:
+    """Bytes each array file must have according to meta.json."""
+    pairs = meta["pairs"]
+    return {
+        "src_tokens": np.dtype(meta["src_dtype"]).itemsize * meta["src_tokens"],
+        "tgt_tokens": np.dtype(meta["tgt_dtype"]).itemsize * meta["tgt_tokens"],
+        "src_offsets": 8 * (pairs + 1),
+        "tgt_offsets": 8 * (pairs + 1),
+        "line_numbers": 8 * pairs,
+    }
+
+
+def entry_problem(folder: Path) -> str | None:
+    """What is wrong with a prepared split folder (None: its files match meta.json)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        sizes = expected_sizes(meta)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"meta.json unreadable ({type(err).__name__}: {err})"
+    for name, size in sizes.items():
+        path = folder / f"{name}.bin"
+        actual = path.stat().st_size if path.is_file() else None
+        if actual != size:
+            found = "missing" if actual is None else f"{actual} bytes"
+            return f"{path.name} is {found}, meta.json says {size} bytes"
+    return None
+
+
 def prepare_split(source: SplitSource, tokenizer: Tokenizer, folder: Path) -> Path:
     """Encode `source` into `folder` unless it is already there; returns `folder`.
 
     The folder appears only when complete (see `cache.build_atomically`), so an interrupted
-    run leaves nothing the next run could mistake for prepared data.
+    run leaves nothing the next run could mistake for prepared data; one whose files do not
+    have the sizes meta.json gives (a truncated copy, a full disk) is reported and rebuilt.
     """
 
     def build(tmp: Path) -> None:
@@ -107,4 +137,4 @@ def prepare_split(source: SplitSource, tokenizer: Tokenizer, folder: Path) -> Pa
 
     if not folder.is_dir():
         log.info("preparing %s -> %s", ", ".join(map(str, source.files)), folder)
-    return build_atomically(folder, build)
+    return build_atomically(folder, build, check=entry_problem)

@@ -13,7 +13,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from transformer_mt.data.batching import Batch, collate
-from transformer_mt.data.prepare import ARRAYS
+from transformer_mt.data.cache import CacheError
+from transformer_mt.data.prepare import ARRAYS, entry_problem
 
 
 def _map(path: Path, dtype: np.dtype, count: int) -> np.ndarray:
@@ -27,6 +28,14 @@ class PreparedSplit(Dataset):
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        # a truncated .bin would otherwise fail deep in mmap ("mmap length is greater than
+        # file size") without saying which file, or map garbage past the end of a shorter one
+        problem = entry_problem(self.folder)
+        if problem is not None:
+            raise CacheError(
+                f"prepared data {self.folder} is damaged ({problem}): delete it and run again, "
+                "it will be rebuilt"
+            )
         self.meta = json.loads((self.folder / "meta.json").read_text())
         self._arrays: dict[str, np.ndarray] | None = None
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from transformer_mt.utils.io import check_text_bytes
+
 BLOCK_BYTES = 1 << 23  # 8 MiB per read: large enough to amortize Python overhead
 
 
@@ -47,7 +49,9 @@ class LineReader:
 
     Lines are split on "\\n" only (not `str.splitlines`, which also splits on U+2028 and
     friends and would misalign a parallel corpus); a trailing "\\r" is removed; a UTF-8
-    byte-order mark at the start of the file is dropped.
+    byte-order mark at the start of the file is dropped. A NUL byte or a "\\r" without "\\n"
+    is an error naming the line: a binary/UTF-16 file or "\\r"-only line endings would
+    otherwise show up only as a puzzling line-count mismatch.
     """
 
     def __init__(self, path: Path) -> None:
@@ -94,18 +98,26 @@ class LineReader:
             data += b"\n"  # last line without a final newline
         cut = data.rfind(b"\n") + 1
         if cut == 0:  # a block without newline: keep reading
+            self._check(data[:-1])  # its last byte may be the \r of a \r\n split by the read
             self._rest = data
             return self._fill()
         block, self._rest = data[:cut], data[cut:]
         if self._first and block.startswith(b"\xef\xbb\xbf"):
             block = block[3:]
         self._first = False
+        self._check(block)
         self._lines = self._decode(block).split("\n")[:-1]
         self._lines_read += len(self._lines)
         self._pos = 0
         if b"\r\n" in block:  # a line ends with \r (one C search, not a check per line)
             self._lines = [line.removesuffix("\r") for line in self._lines]
         return True
+
+    def _check(self, block: bytes) -> None:
+        try:
+            check_text_bytes(block, self.path, self._lines_read + 1)
+        except ValueError as err:
+            raise CorpusError(str(err)) from None
 
     def _decode(self, block: bytes) -> str:
         try:

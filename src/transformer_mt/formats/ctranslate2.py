@@ -18,9 +18,6 @@ place, so an interrupted export never leaves a half folder.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +28,10 @@ from torch import Tensor, nn
 from transformer_mt.constants import BOS_ID, EOS_ID, UNK_ID
 from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.formats.info import ModelInfo
-from transformer_mt.formats.release import (
-    CONFIG_FILE,
-    RELEASE_FORMAT,
-    fsync_dir,
-    share_permissions,
-)
+from transformer_mt.formats.release import CONFIG_FILE, RELEASE_FORMAT
 from transformer_mt.model import MultiHeadAttention, Transformer, TransformerConfig
 from transformer_mt.model.positional import sinusoid_table
+from transformer_mt.utils.io import publish_directory
 
 CT2_FORMAT = "transformer-mt-ctranslate2"
 CT2_VERSION = 1
@@ -270,36 +263,20 @@ def export_ctranslate2(
     spec = build_spec(model, tokenizer)
     spec.validate()
     spec.optimize(quantization=quantization)  # aliases tied matrices, then quantizes
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        _write_files(spec, tokenizer, info, quantization, tmp)
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_dir(out.parent)
-    return out
+    return publish_directory(
+        out, lambda tmp: _write_files(spec, tokenizer, info, quantization, tmp), force=force
+    )
 
 
 def _write_files(
     spec: Any, tokenizer: Tokenizer, info: ModelInfo, quantization: str, folder: Path
 ) -> None:
-    """Everything the folder holds, durable on disk, with the modes a plain mkdir and open
-    would give (mkdtemp's folder is private, 0700; an export is meant to be shared)."""
+    """Everything the folder holds (`publish_directory` makes it durable and shareable)."""
     spec.save(str(folder))
     tokenizer.save(folder)
     meta = {"format": CT2_FORMAT, "version": CT2_VERSION, "quantization": quantization}
     text = json.dumps({**meta, **info.to_dict()}, indent=2, ensure_ascii=False)
     (folder / INFO_FILE).write_text(text + "\n", encoding="utf-8")
-    share_permissions(folder)
-    for path in folder.iterdir():
-        with path.open("rb") as f:
-            os.fsync(f.fileno())
 
 
 def is_ctranslate2_dir(path: str | Path) -> bool:

@@ -1,9 +1,19 @@
-"""Lightning training checkpoints as a model format: loading, averaging, rebuilding the model.
+"""Lightning training checkpoints as a model format: loading, verifying, averaging, rebuilding.
 
 The training module (`transformer_mt.training.module.TranslationModule`) saves the Transformer's
 fields under ``hyper_parameters["transformer"]``, its weights under ``state_dict`` with the
 prefix ``model.``, and the SentencePiece models under ``tokenizer`` (`Tokenizer.to_state()`).
 Only those keys are read, so no Lightning module (optimizer, metrics) is built to translate.
+
+Safety and integrity. Every load here is ``torch.load(..., weights_only=True)`` passed
+explicitly, so it holds whatever the torch version's default and even under
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (which only overrides an unset argument): a file whose
+unpickling would call code is refused, with a message that does not suggest turning the
+protection off. Checkpoints written by this project carry ``integrity``: a sha256 over every
+value in the checkpoint (each tensor's dtype, shape and bytes, and every plain value, in order),
+computed when saving (`seal`, used by `transformer_mt.training.checkpoint_io`) and checked on
+every load, because torch itself does not notice changed tensor bytes. Empty, truncated,
+damaged, foreign and non-finite checkpoints each give one `CheckpointError` naming the file.
 
 Averaging the weights of the last N checkpoints of a run (the paper averages the last 5 for
 base and 20 for big, §6.1; fairseq's ``scripts/average_checkpoints.py``) smooths out the noise
@@ -12,8 +22,11 @@ of the final updates and usually gains BLEU.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import pickle
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +36,151 @@ from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.formats.info import LoadedModel, ModelInfo
 from transformer_mt.model import Transformer, TransformerConfig
 
+log = logging.getLogger(__name__)
+
 MODEL_PREFIX = "model."
+INTEGRITY_KEY = "integrity"
+DIGEST_ALGORITHM = "sha256-values-v1"
+REQUIRED_KEYS = ("hyper_parameters", "state_dict", "tokenizer")
 
 _STEP_IN_NAME = re.compile(r"step[_=]?(\d+)")
 
 
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used (unreadable, unsafe, damaged or not this project's); the
+    message names the file and what is wrong."""
+
+
+class IncompleteCheckpointError(CheckpointError, KeyError):
+    """A checkpoint dict lacks an entry (also a KeyError, which callers caught before)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""  # KeyError would quote the message
+
+
+def content_digest(checkpoint: Mapping[str, Any]) -> str:
+    """sha256 over every value of `checkpoint` except its integrity entry, in order."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in checkpoint.items() if k != INTEGRITY_KEY})
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Hash `value` with its structure; tensors by dtype, shape and raw bytes."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+        tensor = (tensor.to_dense() if tensor.layout != torch.strided else tensor).cpu()
+        tensor = tensor.contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, Mapping):
+        digest.update(f"M{len(value)};".encode())
+        for key, item in value.items():
+            _feed(digest, key)
+            _feed(digest, item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        digest.update(f"L{len(value)};".encode())
+        for item in items:
+            _feed(digest, item)
+    else:
+        digest.update(f"V{type(value).__name__}:{value!r};".encode())
+
+
+def seal(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """`checkpoint` plus its integrity entry (a new dict; the argument is not changed)."""
+    integrity = {"algorithm": DIGEST_ALGORITHM, "sha256": content_digest(checkpoint)}
+    return {**checkpoint, INTEGRITY_KEY: integrity}
+
+
+def _torch_load(path: Path, mmap: bool = False) -> Any:
+    """``torch.load`` weights-only onto the CPU, every failure as one sentence about `path`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no such checkpoint file: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(
+            f"{path}: empty file (0 bytes), not a checkpoint: a save or copy was interrupted; "
+            "use another checkpoint of the run (step_*.ckpt)"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(_refusal(path, str(err))) from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError) as err:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({size} bytes; truncated or damaged: "
+            f"{_first_sentence(err)})"
+        ) from None
+
+
+def _refusal(path: Path, message: str) -> str:
+    """Why the weights-only unpickler stopped: a reference to code (unsafe) or bad bytes."""
+    reason = message.split("WeightsUnpickler error:", 1)[-1].strip()
+    unsafe = re.search(r"GLOBAL ([\w.]+)", reason)
+    if unsafe or re.search(r"global|reduce|build", reason, re.IGNORECASE):
+        what = f" ({unsafe.group(1)})" if unsafe else ""
+        return (
+            f"{path}: unsafe, refused: loading it would run code{what}; nothing in it was run. "
+            "Checkpoints written by this project's training hold only tensors and plain "
+            "values: do not use this file"
+        )
+    return f"{path}: damaged, not loaded ({reason.split('. ')[0].strip() or 'bad pickle data'})"
+
+
+def _first_sentence(err: BaseException) -> str:
+    """The gist of torch's message, without its advice (which may suggest unsafe loading)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.split(". ")[0].rstrip(".")
+
+
+def verify_checkpoint(checkpoint: Any, path: str | Path) -> None:
+    """Raise `CheckpointError` unless `checkpoint` (loaded from `path`) is an intact checkpoint
+    of this project with finite weights. One without a checksum (written before checksums
+    existed) is accepted with a warning."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint")
+    integrity = checkpoint.get(INTEGRITY_KEY)
+    if integrity is None:
+        log.warning("%s has no checksum (written by an older version): not verified", path)
+    elif not isinstance(integrity, dict) or integrity.get("algorithm") != DIGEST_ALGORITHM:
+        raise CheckpointError(f"{path}: unknown integrity entry {integrity!r}")
+    elif content_digest(checkpoint) != integrity.get("sha256"):
+        raise CheckpointError(
+            f"{path}: damaged: its content does not match the checksum written with it (bytes "
+            "changed on disk or in a copy); use another checkpoint of the run (step_*.ckpt)"
+        )
+    missing = [k for k in REQUIRED_KEYS if not isinstance(checkpoint.get(k), dict)]
+    if missing:
+        found = ", ".join(map(str, list(checkpoint)[:8])) or "nothing"
+        raise CheckpointError(
+            f"{path}: not a checkpoint of this project's training: no {', '.join(missing)} "
+            f"(it holds: {found})"
+        )
+    _check_finite(checkpoint["state_dict"], path)
+
+
+def _check_finite(state: dict[str, Any], path: str | Path) -> None:
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: state_dict entry {name} is not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"{path}: tensor {name} holds NaN or infinite values (the run diverged?); "
+                "use an earlier checkpoint"
+            )
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint onto the CPU (tensors and plain values only)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Load a Lightning checkpoint onto the CPU (tensors and plain values only), verified.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: empty, truncated, damaged, unsafe, foreign or non-finite.
+    """
+    checkpoint = _torch_load(Path(path))
+    verify_checkpoint(checkpoint, path)
+    return checkpoint
 
 
 def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
@@ -61,7 +211,8 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
         k: (v / len(paths)).to(final[k].dtype) if final[k].is_floating_point() else v
         for k, v in total.items()
     }
-    return {**last, "state_dict": averaged, "averaged_from": [str(p) for p in paths]}
+    rest = {k: v for k, v in last.items() if k != INTEGRITY_KEY}  # its checksum is the last's
+    return {**rest, "state_dict": averaged, "averaged_from": [str(p) for p in paths]}
 
 
 def _check_same_parameters(
@@ -105,9 +256,10 @@ def last_checkpoints(run_dir: str | Path, n: int) -> list[Path]:
 
 
 def _global_step(path: Path) -> int:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    if "global_step" not in checkpoint:
-        raise ValueError(f"{path} has no 'global_step': not a Lightning training checkpoint")
+    """The step of a checkpoint, read memory-mapped (cheap; verified when actually loaded)."""
+    checkpoint = _torch_load(path, mmap=True)
+    if not isinstance(checkpoint, dict) or "global_step" not in checkpoint:
+        raise CheckpointError(f"{path} has no 'global_step': not a Lightning training checkpoint")
     return int(checkpoint["global_step"])
 
 
@@ -153,14 +305,14 @@ def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint"
     (`source` names it in errors)."""
     for key in ("hyper_parameters", "state_dict", "tokenizer"):
         if key not in checkpoint:
-            raise KeyError(
+            raise IncompleteCheckpointError(
                 f"{source}: no {key!r} entry; expected a checkpoint written by "
                 "transformer_mt.training (keys hyper_parameters, state_dict, tokenizer)"
             )
     hparams = checkpoint["hyper_parameters"]
     fields = hparams.get("transformer")
     if not isinstance(fields, dict) or "src_vocab_size" not in fields:
-        raise KeyError(
+        raise IncompleteCheckpointError(
             f"{source}: hyper_parameters['transformer'] must hold the TransformerConfig fields "
             "including the vocabulary sizes"
         )
@@ -171,7 +323,7 @@ def model_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint"
         if k.startswith(MODEL_PREFIX)
     }
     if not weights:
-        raise KeyError(f"{source}: state_dict has no '{MODEL_PREFIX}*' weights")
+        raise IncompleteCheckpointError(f"{source}: state_dict has no '{MODEL_PREFIX}*' weights")
     model.load_state_dict(weights)
     info = ModelInfo(
         config=model.config,

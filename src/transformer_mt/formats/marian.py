@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +36,9 @@ from torch import Tensor
 from transformer_mt.constants import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from transformer_mt.data.tokenizer import SPECIAL_PIECES, Tokenizer
 from transformer_mt.formats.info import LoadedModel, ModelInfo
-from transformer_mt.formats.release import CARD_FILE, fsync_dir, share_permissions
+from transformer_mt.formats.release import CARD_FILE
 from transformer_mt.model import Transformer, TransformerConfig
+from transformer_mt.utils.io import publish_directory
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +137,14 @@ def _read_weights(folder: Path) -> dict[str, Tensor]:
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         return {k: v for shard in shards for k, v in load_file(folder / shard).items()}
     if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        try:
+            return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(
+                f"{folder / 'pytorch_model.bin'}: not a plain tensor file, refused (nothing in "
+                f"it was run): {first}"
+            ) from None
     raise FileNotFoundError(
         f"{folder}: no weights (model.safetensors, model.safetensors.index.json or "
         "pytorch_model.bin)"
@@ -289,22 +295,7 @@ def export_marian(loaded: LoadedModel, out_dir: str | Path, *, card: str = "",
     if not loaded.tokenizer.joint or config.src_vocab_size != config.tgt_vocab_size:
         raise ValueError("cannot export to Hugging Face Marian: separate source and target "
                          "vocabularies are not exported yet (tokenizer joint=false)")  # fmt: skip
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ValueError(f"out={out} exists and is not empty; choose another or set force=true")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        _write_marian(loaded, tmp, card)
-        share_permissions(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_dir(out.parent)
-    return out
+    return publish_directory(out_dir, lambda tmp: _write_marian(loaded, tmp, card), force=force)
 
 
 def _write_marian(loaded: LoadedModel, folder: Path, card: str) -> None:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +28,7 @@ from torch import Tensor
 from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.formats.info import LoadedModel, ModelInfo
 from transformer_mt.model import Transformer
+from transformer_mt.utils.io import publish_directory
 
 RELEASE_FORMAT = "transformer-mt-release"
 RELEASE_VERSION = 1
@@ -76,41 +74,8 @@ def write_release(
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}; valid choices: {', '.join(DTYPES)}")
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ValueError(f"out={out} exists and is not empty; choose another or set force=true")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        _write_files(loaded, tmp, dtype, card)
-        share_permissions(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    fsync_dir(out.parent)
-    return out
-
-
-def share_permissions(folder: Path) -> None:
-    """mkdtemp makes a private (0700) folder; an exported model is meant to be shared, so give
-    it and its files the modes a plain mkdir and open would (the user's umask applies)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.iterdir():
-        path.chmod(0o666 & ~umask)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename inside `folder` durable (its directory entry reaches the disk)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return publish_directory(out_dir, lambda tmp: _write_files(loaded, tmp, dtype, card),
+                             force=force)  # fmt: skip
 
 
 def _write_files(loaded: LoadedModel, folder: Path, dtype: str, card: str) -> None:
@@ -133,9 +98,6 @@ def _write_files(loaded: LoadedModel, folder: Path, dtype: str, card: str) -> No
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     (folder / CARD_FILE).write_text(card or f"# {folder.name}\n", encoding="utf-8")
-    for path in folder.iterdir():
-        with path.open("rb") as f:
-            os.fsync(f.fileno())
 
 
 def is_release_dir(path: str | Path) -> bool:

@@ -1,9 +1,11 @@
 """Run bookkeeping for the entry points: config tree, callbacks and loggers, W&B lifecycle."""
 
 import functools
+import io
 import logging
 import netrc
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +18,8 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from transformer_mt.utils.errors import log_to_files
+
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
@@ -23,8 +27,7 @@ TREE_ORDER = ("data", "model", "module", "optimizer", "scheduler", "decoding", "
               "callbacks", "logger", "paths")  # fmt: skip
 
 
-def print_config_tree(cfg: DictConfig, save_to: Path | None = None) -> None:
-    """Print the composed config as a rich tree (main groups first) and save it as text."""
+def _config_tree(cfg: DictConfig) -> rich.tree.Tree:
     tree = rich.tree.Tree("CONFIG", guide_style="dim")
     keys = [k for k in TREE_ORDER if k in cfg] + [k for k in cfg if k not in TREE_ORDER]
     for key in keys:
@@ -32,11 +35,35 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None) -> None:
         node = cfg[key]
         text = OmegaConf.to_yaml(node, resolve=True) if isinstance(node, DictConfig) else str(node)
         branch.add(rich.syntax.Syntax(text, "yaml"))
-    Console().print(tree)
-    if save_to is not None:
-        save_to.parent.mkdir(parents=True, exist_ok=True)
-        with open(save_to, "w") as f:
-            Console(file=f, width=120, color_system=None).print(tree)
+    return tree
+
+
+def save_config_tree(cfg: DictConfig, save_to: Path) -> None:
+    """Write the composed config as a tree (main groups first) to `save_to` and to the run's
+    log file; the console gets `run_header` instead (the tree is ~165 lines)."""
+    save_to.parent.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    Console(file=text, width=120, color_system=None).print(_config_tree(cfg))
+    save_to.write_text(text.getvalue())
+    log_to_files(logging.INFO, "config:\n" + text.getvalue())
+
+
+def run_header(cfg: DictConfig, tree_file: Path) -> str:
+    """A few lines saying what this run is: direction, model, length, where it writes."""
+    get = functools.partial(OmegaConf.select, cfg, default=None)
+    corpus = str(get("data.corpus._target_") or "?").rsplit(".", 1)[-1]
+    model = ", ".join(
+        f"{k}={get(f'model.{k}')}"
+        for k in ("d_model", "num_encoder_layers", "num_decoder_layers", "pos_enc")
+    )
+    lines = [
+        f"{get('task_name')}: {corpus} {get('data.corpus.src_lang')}->"
+        f"{get('data.corpus.tgt_lang')}, model {model}",
+        f"  trainer.max_steps={get('trainer.max_steps')} on {get('trainer.accelerator')}"
+        + (f", resuming {get('ckpt_path')}" if get("ckpt_path") else ""),
+        f"  run directory: {get('paths.output_dir')} (full config: {tree_file})",
+    ]
+    return "\n".join(lines)
 
 
 def instantiate_callbacks(cfg: DictConfig | None) -> list[Callback]:
@@ -78,7 +105,8 @@ def finish_wandb(failed: bool) -> None:
 
 
 def task_wrapper(task: Callable[..., R]) -> Callable[..., R]:
-    """Log a failure with the output dir, and always finish the W&B run, then re-raise."""
+    """Log a failure with its traceback to the run's log file (the console gets it once, from
+    the entry point), and always finish the W&B run, then re-raise."""
 
     @functools.wraps(task)
     def wrapped(*args: Any, **kwargs: Any) -> R:
@@ -88,7 +116,7 @@ def task_wrapper(task: Callable[..., R]) -> Callable[..., R]:
             failed = False
             return result
         except Exception:
-            log.exception("the task failed")
+            log_to_files(logging.ERROR, "the task failed", exc_info=sys.exc_info())
             raise
         finally:
             finish_wandb(failed)
