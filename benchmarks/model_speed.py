@@ -171,7 +171,11 @@ def export_ours_to_ctranslate2(model: Transformer, workdir: Path):
     from transformer_mt.formats.ctranslate2 import build_spec
 
     folder = workdir / "ours_ct2"
-    build_spec(model, _NumberedVocabulary()).save(str(folder))
+    folder.mkdir()
+    spec = build_spec(model, _NumberedVocabulary())
+    spec.validate()
+    spec.optimize(quantization="float32")
+    spec.save(str(folder))
     threads = torch.get_num_threads()
     return ctranslate2.Translator(str(folder), device="cpu", intra_threads=threads, inter_threads=1)
 

@@ -1,11 +1,52 @@
-"""Shared fixtures: where the local corpora are (tests never download)."""
+"""Shared fixtures: where the local corpora are (tests never download), the entry points and
+the real configs as the end-to-end tests compose them, the synthetic corpus and small models
+trained on it."""
 
+import importlib.util
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def load_entry_point(name: str) -> ModuleType:
+    """Import train.py / evaluate.py / ... from the repository root (they are scripts)."""
+    spec = importlib.util.spec_from_file_location(f"entry_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """Compose conf/<name>.yaml as Hydra would, with HydraConfig set for ${hydra:...}."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # a real run hands main() the config without the hydra node
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def train_entry() -> ModuleType:
+    return load_entry_point("train")
+
+
+@pytest.fixture(scope="session")
+def evaluate_entry() -> ModuleType:
+    return load_entry_point("evaluate")
+
 
 _DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_DATA = Path(os.environ.get("TRANSFORMER_MT_TEST_DATA", _DEFAULT_DATA))

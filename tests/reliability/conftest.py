@@ -3,7 +3,6 @@ training run whose checkpoints the tests damage, craft and kill (no shared corpo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,15 +12,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from transformer_mt.data.synthetic import synthetic_pairs
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF = ROOT / "conf"
+from ..conftest import ROOT, compose_config, load_entry_point  # noqa: F401 (re-exported)
 
 TINY = [
     "model=tiny", "model.d_model=32", "model.d_ff=64", "model.num_heads=2",
@@ -32,25 +27,6 @@ TINY = [
     "callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false",
     "+trainer.enable_model_summary=false", "logger=csv", "test=false",
 ]  # fmt: skip
-
-
-def load_entry_point(name: str) -> ModuleType:
-    """Import train.py / evaluate.py from the repository root (they are scripts)."""
-    spec = importlib.util.spec_from_file_location(f"reliability_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    """Compose conf/<name>.yaml as Hydra would, with HydraConfig set for ${hydra:...}."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(name, overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 @pytest.fixture(scope="session")
@@ -100,16 +76,6 @@ def train_cfg(
                                         *overrides])  # fmt: skip
 
     return make
-
-
-@pytest.fixture(scope="session")
-def train_entry() -> ModuleType:
-    return load_entry_point("train")
-
-
-@pytest.fixture(scope="session")
-def evaluate_entry() -> ModuleType:
-    return load_entry_point("evaluate")
 
 
 @pytest.fixture(scope="session")

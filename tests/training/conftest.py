@@ -1,27 +1,13 @@
 """Fixtures for the end-to-end tests: a small Multi30k slice and the real configs, shrunk."""
 
 import gzip
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF = ROOT / "conf"
-
-
-def load_entry_point(name: str) -> ModuleType:
-    """Import train.py / evaluate.py from the repository root (they are scripts, not modules)."""
-    spec = importlib.util.spec_from_file_location(f"entry_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ..conftest import ROOT, compose_config, load_entry_point  # noqa: F401 (re-exported)
 
 
 @pytest.fixture(scope="session")
@@ -91,17 +77,6 @@ TINY_TRAINING = [
 ]
 
 
-def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    """Compose conf/<name>.yaml as Hydra would, with HydraConfig set for ${hydra:...}."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(name, overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # a real run hands main() the config without the hydra node
-    return cfg
-
-
 @pytest.fixture
 def tiny_overrides(
     tiny_corpus: dict[str, Path], cache_dir: Path, shared_data: Path, tmp_path: Path
@@ -124,16 +99,6 @@ def train_cfg(tiny_overrides: list[str], tmp_path: Path) -> Callable[..., DictCo
         return compose_config("train", [*tiny_overrides, output, *overrides])
 
     return make
-
-
-@pytest.fixture(scope="session")
-def train_entry() -> ModuleType:
-    return load_entry_point("train")
-
-
-@pytest.fixture(scope="session")
-def evaluate_entry() -> ModuleType:
-    return load_entry_point("evaluate")
 
 
 @pytest.fixture
