@@ -131,7 +131,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.train:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if cfg.test and datamodule.has_split("test"):
+    for name, reason in datamodule.missing_test_splits.items():
+        log.warning("test set %s absent, not scored: %s", name, reason)
+    if cfg.test and datamodule.test_splits:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -79,7 +79,7 @@ MATMUL_FLOPS_FORMULA = (
 def load_batches(data_root: Path, cache_dir: Path, count: int) -> list[Batch]:
     """The first `count` training batches of Multi30k de-en, as `train.py` would see them."""
     dm = TranslationDataModule(
-        corpus=Multi30k(data_root, "de", "en", test_set=None, download=False),
+        corpus=Multi30k(data_root, "de", "en", test_sets=None, download=False),
         tokenizer=TokenizerConfig(model_type="unigram", vocab_size=VOCAB, joint=True),
         cache_dir=cache_dir,
         max_tokens=4096,

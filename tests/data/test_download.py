@@ -81,7 +81,7 @@ def test_multi30k_downloads_missing_files(fake_remote, monkeypatch, tmp_path: Pa
     for split in ("train", "val"):
         for lang in ("en", "fr"):
             _serve(fake_remote, monkeypatch, f"{split}.{lang}.gz", _gz([f"{split} {lang}"]))
-    corpus = Multi30k(tmp_path, "fr", "en", test_set=None)
+    corpus = Multi30k(tmp_path, "fr", "en", test_sets=None)
     corpus.ensure_files()
     assert sorted(p.name for p in (tmp_path / "multi30k").iterdir()) == [
         "train.en.gz", "train.fr.gz", "val.en.gz", "val.fr.gz",
@@ -98,8 +98,9 @@ def test_multi30k_without_download_names_missing_file(shared_data: Path, tmp_pat
 def test_multi30k_missing_test_set_is_unavailable_not_fatal(shared_data: Path):
     corpus = Multi30k(shared_data, "de", "en", download=False)
     corpus.ensure_files()
-    assert corpus.source("train") is not None and corpus.source("test") is None
-    assert "test_2016_flickr.de.gz" in corpus.test_missing_reason
+    assert corpus.source("train") is not None and corpus.source("test_2016_flickr") is None
+    assert "test_2016_flickr.de.gz" in corpus.missing_tests["test_2016_flickr"]
+    assert corpus.present_tests() == []
 
 
 def test_multi30k_unknown_language_lists_languages(shared_data: Path):

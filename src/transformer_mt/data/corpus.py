@@ -1,8 +1,10 @@
 """Where each split's files are: Multi30k, TSV corpora (Tatoeba) and plain text pairs.
 
-A corpus maps split names ("train", "val", "test") to split sources; a source knows its files,
-reads aligned pairs in chunks and hashes its content (the cache key). Data configs choose the
-corpus class by `_target_`.
+A corpus maps split names ("train", "val", and any number of test sets: "test", or Multi30k's
+"test_2016_flickr", "test_2017_flickr", "test_2017_mscoco") to split sources; a source knows
+its files, reads aligned pairs in chunks and hashes its content (the cache key). A test set
+whose files are absent is listed with the reason (`Corpus.missing_tests`), never fatal. Data
+configs choose the corpus class by `_target_`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from transformer_mt.data.readers import (
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+"""The splits of a corpus with one test set (a corpus may name more: `Corpus.test_names`)."""
+MULTI30K_TEST_SETS = ("test_2016_flickr", "test_2017_flickr", "test_2017_mscoco")
 
 
 @dataclass(frozen=True)
@@ -125,22 +129,40 @@ SplitSource = TextPairSource | TsvSource | SubsetSource
 
 
 class Corpus:
-    """Base: a translation direction and the sources of its splits."""
+    """Named splits: "train", "val" and the test sets of `test_names`."""
 
     src_lang: str
     tgt_lang: str
-    test_missing_reason: str | None = None
+    test_names: tuple[str, ...] = ()
+    """The test sets this corpus is configured with, present or not."""
+    missing_tests: dict[str, str]
+    """Test set -> why it is unavailable (files absent), filled by `ensure_files`."""
+
+    def split_names(self) -> tuple[str, ...]:
+        return ("train", "val", *self.test_names)
 
     def ensure_files(self) -> None:
-        """Make the files available (download if possible), or raise naming what is missing."""
-        for name in SPLITS:
+        """Make the files available (download if possible), or raise naming what is missing;
+        a missing test set is recorded in `missing_tests` instead."""
+        self.missing_tests = {}
+        for name in self.split_names():
             source = self.source(name)
-            for path in source.files if source is not None else ():
+            missing = [p for p in (source.files if source is not None else ()) if not p.is_file()]
+            if missing and name in self.test_names:
+                self.missing_tests[name] = describe_missing(missing[0])
+                log.warning("test set %s unavailable: %s", name, self.missing_tests[name])
+                continue
+            for path in missing:
                 require_file(path)
 
     def source(self, split: str) -> SplitSource | None:
         """The source of `split`, or None if this corpus has no such split."""
         raise NotImplementedError
+
+    def present_tests(self) -> list[str]:
+        """The test sets whose files are there (call `ensure_files` first)."""
+        missing = getattr(self, "missing_tests", {})
+        return [n for n in self.test_names if n not in missing and self.source(n) is not None]
 
 
 def _path_or_none(path: str | Path | None) -> Path | None:
@@ -148,7 +170,9 @@ def _path_or_none(path: str | Path | None) -> Path | None:
 
 
 class TextCorpus(Corpus):
-    """Any aligned text files given by path (the `custom` data config); test is optional."""
+    """Any aligned text files given by path (the `custom` data config). Test sets are
+    optional: `test_src`/`test_tgt` (named "test") and any more in `tests`, a mapping of name
+    to ``{src: path, tgt: path}``."""
 
     def __init__(
         self,
@@ -160,6 +184,7 @@ class TextCorpus(Corpus):
         test_tgt: str | Path | None = None,
         src_lang: str = "src",
         tgt_lang: str = "tgt",
+        tests: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         paths = {
@@ -167,6 +192,11 @@ class TextCorpus(Corpus):
             "val": (val_src, val_tgt),
             "test": (test_src, test_tgt),
         }
+        for name, files in (tests or {}).items():
+            _check_test_name(name, paths)
+            if set(files) != {"src", "tgt"}:
+                raise ValueError(f"tests.{name}: expected keys src and tgt, got {sorted(files)}")
+            paths[name] = (files["src"], files["tgt"])
         self._sources: dict[str, SplitSource] = {}
         for split, (src, tgt) in paths.items():
             src_p, tgt_p = _path_or_none(src), _path_or_none(tgt)
@@ -177,13 +207,24 @@ class TextCorpus(Corpus):
         for split in ("train", "val"):
             if split not in self._sources:
                 raise ValueError(f"split {split!r} needs source and target paths")
+        self.test_names = tuple(n for n in self._sources if n not in ("train", "val"))
 
     def source(self, split: str) -> SplitSource | None:
         return self._sources.get(split)
 
 
+def _check_test_name(name: str, taken: dict) -> None:
+    """A test set's name becomes its metric prefix (``<name>/bleu``) and a cache folder."""
+    if name in taken or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(
+            f"test set name {name!r}: expected letters, digits, _ or -, other than "
+            f"{', '.join(taken)}"
+        )
+
+
 class TsvCorpus(Corpus):
-    """Tab-separated files, source and target in given columns (Tatoeba: en, zh, credit)."""
+    """Tab-separated files, source and target in given columns (Tatoeba: en, zh, credit).
+    Test sets are optional: `test` (named "test") and any more in `tests` (name -> path)."""
 
     def __init__(
         self,
@@ -194,6 +235,7 @@ class TsvCorpus(Corpus):
         test: str | Path | None = None,
         src_lang: str = "src",
         tgt_lang: str = "tgt",
+        tests: dict[str, str] | None = None,
     ) -> None:
         if min(src_column, tgt_column) < 0 or src_column == tgt_column:
             raise ValueError(
@@ -201,11 +243,15 @@ class TsvCorpus(Corpus):
             )
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         files = {"train": train, "val": val, "test": test}
+        for name, path in (tests or {}).items():
+            _check_test_name(name, files)
+            files[name] = path
         self._sources = {
             split: TsvSource(path, src_column, tgt_column)
             for split, p in files.items()
             if (path := _path_or_none(p)) is not None
         }
+        self.test_names = tuple(n for n in self._sources if n not in ("train", "val"))
 
     def source(self, split: str) -> SplitSource | None:
         return self._sources.get(split)
@@ -214,10 +260,11 @@ class TsvCorpus(Corpus):
 class Multi30k(Corpus):
     """Multi30k Task 1 raw captions under `<root>/multi30k/{split}.{lang}.gz`, any direction.
 
-    `test_set` names the published test file stem (test_2016_flickr, test_2017_flickr,
-    test_2017_mscoco) or is None. Missing train/val files are downloaded (sha256-verified)
-    when `download` is True; a missing test set without a known checksum is only fetched with
-    `allow_unverified_download`, otherwise the test split is reported unavailable.
+    `test_sets` names the published test file stems (test_2016_flickr, test_2017_flickr,
+    test_2017_mscoco; a single name or none). Missing train/val files are downloaded
+    (sha256-verified) when `download` is True; a test set without a known checksum is only
+    fetched with `allow_unverified_download`, otherwise it is listed as unavailable
+    (`missing_tests`) and the others are used.
     """
 
     LANGUAGES = ("de", "en", "fr")
@@ -227,16 +274,19 @@ class Multi30k(Corpus):
         root: str | Path,
         src_lang: str,
         tgt_lang: str,
-        test_set: str | None = "test_2016_flickr",
+        test_sets: list[str] | tuple[str, ...] | str | None = MULTI30K_TEST_SETS,
         download: bool = True,
         allow_unverified_download: bool = False,
     ) -> None:
         self.folder = Path(root).expanduser() / "multi30k"
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.download, self.allow_unverified = download, allow_unverified_download
-        self._stems = {"train": "train", "val": "val", "test": test_set}
+        names = [test_sets] if isinstance(test_sets, str) else list(test_sets or ())
+        for name in names:
+            _check_test_name(name, {"train": None, "val": None})
+        self.test_names = tuple(dict.fromkeys(names))
+        self.missing_tests: dict[str, str] = {}
         self._check_languages()
-        self.test_missing_reason: str | None = None
 
     def _check_languages(self) -> None:
         present = sorted({p.name.split(".")[1] for p in self.folder.glob("train.*.gz")})
@@ -251,43 +301,54 @@ class Multi30k(Corpus):
             raise CorpusError(f"src_lang and tgt_lang are both {self.src_lang!r}")
 
     def _paths(self, split: str) -> tuple[Path, Path] | None:
-        stem = self._stems[split]
-        if stem is None:
+        if split not in self.split_names():
             return None
         return (
-            self.folder / f"{stem}.{self.src_lang}.gz",
-            self.folder / f"{stem}.{self.tgt_lang}.gz",
+            self.folder / f"{split}.{self.src_lang}.gz",
+            self.folder / f"{split}.{self.tgt_lang}.gz",
         )
 
     def ensure_files(self) -> None:
-        for split in SPLITS:
+        self.missing_tests = {}
+        for split in self.split_names():
             for path in self._paths(split) or ():
                 if path.is_file():
                     continue
-                if (
-                    split == "test"
-                    and path.name not in MULTI30K_SHA256
-                    and not (self.download and self.allow_unverified)
-                ):
-                    self.test_missing_reason = (
-                        f"{describe_missing(path)}; no verified download exists for it: "
-                        f"save {path.name} from the multi30k/dataset repository "
-                        f"(data/task1/raw/) as {path}, or set allow_unverified_download=true"
-                    )
-                    log.warning("Multi30k test split unavailable: %s", self.test_missing_reason)
-                    break
-                if not self.download:
-                    raise CorpusError(
-                        f"{describe_missing(path)}; download is off: save {path.name} from "
-                        f"the multi30k/dataset repository (data/task1/raw/) as {path}"
-                    )
-                try:
-                    download_verified(path.name, self.folder, self.allow_unverified)
-                except DownloadError as err:
-                    raise CorpusError(str(err)) from None
+                if split in self.test_names:
+                    if reason := self._fetch_test(path):
+                        self.missing_tests[split] = reason
+                        log.warning("Multi30k test set %s unavailable: %s", split, reason)
+                        break
+                    continue
+                self._fetch(path)
+
+    def _fetch(self, path: Path) -> None:
+        if not self.download:
+            raise CorpusError(
+                f"{describe_missing(path)}; download is off: save {path.name} from "
+                f"the multi30k/dataset repository (data/task1/raw/) as {path}"
+            )
+        try:
+            download_verified(path.name, self.folder, self.allow_unverified)
+        except DownloadError as err:
+            raise CorpusError(str(err)) from None
+
+    def _fetch_test(self, path: Path) -> str | None:
+        """Download a test file when allowed; the reason it is unavailable otherwise."""
+        if path.name not in MULTI30K_SHA256 and not (self.download and self.allow_unverified):
+            return (
+                f"{describe_missing(path)}; no verified download exists for it: save "
+                f"{path.name} from the multi30k/dataset repository (data/task1/raw/) as "
+                f"{path}, or set allow_unverified_download=true"
+            )
+        try:
+            self._fetch(path)
+        except CorpusError as err:
+            return str(err)
+        return None
 
     def source(self, split: str) -> SplitSource | None:
         paths = self._paths(split)
-        if paths is None or (split == "test" and self.test_missing_reason is not None):
+        if paths is None or split in self.missing_tests:
             return None
         return TextPairSource(*paths)

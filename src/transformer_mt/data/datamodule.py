@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from transformer_mt.data.batching import Batch, TokenBatchSampler
 from transformer_mt.data.cache import resolve_cache_dir, settings_key
-from transformer_mt.data.corpus import SPLITS, Corpus, SplitSource, SubsetSource
+from transformer_mt.data.corpus import Corpus, SplitSource, SubsetSource
 from transformer_mt.data.prepare import FORMAT_VERSION, prepare_split
 from transformer_mt.data.prepared import PreparedSplit
 from transformer_mt.data.readers import CorpusError, ReadStats
@@ -117,6 +117,7 @@ class TranslationDataModule(L.LightningDataModule):
         self.splits: dict[str, PreparedSplit] = {}
         self.filtered_too_long = 0
         self._text: dict[tuple[str, str], list[str]] = {}
+        self._files_checked = False
 
     def prepare_data(self) -> None:
         """Download (if needed), train the tokenizer and encode every split (rank 0 only)."""
@@ -127,17 +128,15 @@ class TranslationDataModule(L.LightningDataModule):
             self._build()
 
     def _build(self) -> None:
-        self.corpus.ensure_files()
+        self._ensure_files()
         train = self._source("train")
         assert train is not None, "every corpus has a train split"
         if isinstance(self.tokenizer_config, Tokenizer):
             self.tokenizer = self.tokenizer_config
         else:
             self.tokenizer = load_or_train_tokenizer(train, self.tokenizer_config, self.cache_dir)
-        for split in SPLITS:
+        for split in ("train", "val", *self.test_splits):
             source = self._source(split)
-            if source is None:
-                continue
             key = settings_key(
                 version=FORMAT_VERSION,
                 corpus=source.content_key(),
@@ -162,8 +161,27 @@ class TranslationDataModule(L.LightningDataModule):
                 split, meta["empty_dropped"], meta["empty_examples"],
             )  # fmt: skip
 
+    def _ensure_files(self) -> None:
+        if not self._files_checked:
+            self.corpus.ensure_files()
+            self._files_checked = True
+
+    @property
+    def test_splits(self) -> list[str]:
+        """The corpus's test sets whose files are present, in config order."""
+        self._ensure_files()
+        return self.corpus.present_tests()
+
+    @property
+    def missing_test_splits(self) -> dict[str, str]:
+        """Configured test sets that are absent -> why."""
+        self._ensure_files()
+        return dict(self.corpus.missing_tests)
+
     def has_split(self, split: str) -> bool:
-        return self.corpus.source(split) is not None
+        if split in ("train", "val"):
+            return self.corpus.source(split) is not None
+        return split in self.test_splits
 
     def _split(self, split: str) -> PreparedSplit:
         if split not in self.splits:
@@ -228,11 +246,12 @@ class TranslationDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
 
-    def test_dataloader(self) -> DataLoader:
-        if not self.has_split("test"):
-            reason = getattr(self.corpus, "test_missing_reason", None)
-            raise CorpusError(reason or "this corpus has no test split; give test files")
-        return self._loader("test")
+    def test_dataloader(self) -> list[DataLoader]:
+        """One loader per present test set (`test_splits`), in that order."""
+        if not self.test_splits:
+            reasons = "; ".join(f"{k}: {v}" for k, v in self.missing_test_splits.items())
+            raise CorpusError(reasons or "this corpus has no test split; give test files")
+        return [self._loader(split) for split in self.test_splits]
 
     def _read_text(self, split: str, side: str) -> list[str]:
         """Raw sentences of the kept pairs, in line order (the same pairs as `Batch.indices`)."""

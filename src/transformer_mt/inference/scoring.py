@@ -42,7 +42,11 @@ def read_inputs(
         raise ValueError(f"split={split} needs a data config, e.g. data=multi30k_en_de")
     module = datamodule()
     if not module.has_split(split):
-        raise ValueError(f"the data config has no {split!r} split")
+        missing = getattr(module, "missing_test_splits", {})
+        if split in missing:
+            raise ValueError(f"split={split} is absent: {missing[split]}")
+        present = ["val", *getattr(module, "test_splits", [])]
+        raise ValueError(f"the data config has no {split!r} split; it has: {', '.join(present)}")
     return module.sources(split), module.references(split)
 
 

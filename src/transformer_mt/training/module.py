@@ -177,19 +177,27 @@ class TranslationModule(L.LightningModule):
         self._start_eval("val")
 
     def on_test_epoch_start(self) -> None:
-        self._start_eval("test")
+        for name in self._test_names():
+            self._start_eval(name)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, self._test_names()[dataloader_idx])
 
     def on_validation_epoch_end(self) -> None:
         self._end_eval("val")
 
     def on_test_epoch_end(self) -> None:
-        self._end_eval("test")
+        for name in self._test_names():
+            self._end_eval(name)
+
+    def _test_names(self) -> list[str]:
+        """The test sets the data module serves, one per test dataloader: each is scored and
+        logged under its own prefix (``test/bleu``, ``test_2016_flickr/bleu``, ...)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return list(getattr(datamodule, "test_splits", None) or ["test"])
 
     def _start_eval(self, stage: str) -> None:
         self._sums[stage] = torch.zeros(3, dtype=torch.float64, device=self.device)

@@ -17,7 +17,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from transformer_mt.data.corpus import SPLITS, Multi30k
+from transformer_mt.data.corpus import Multi30k
 from transformer_mt.data.readers import CorpusError
 from transformer_mt.formats.lightning import load_checkpoint
 from transformer_mt.utils.errors import StartupError
@@ -153,11 +153,14 @@ def optimized_metric_problem(config: Mapping[str, Any], start_step: int = 0) -> 
     name = config.get("optimized_metric")
     if not name:
         return None
-    if name not in LOGGED_METRICS:
+    stage, _, metric = name.partition("/")
+    # a test set logs under its own name (test_2016_flickr/bleu, ...)
+    test_set = stage not in ("train", "val") and metric in ("loss", "ppl", "bleu", "chrf")
+    if name not in LOGGED_METRICS and not test_set:
         return f"optimized_metric={name!r} is not logged by train.py; one of: " + ", ".join(
             LOGGED_METRICS
-        )
-    stage = name.split("/")[0]
+        ) + " (or <test set>/bleu, ... for a named test set)"
+    stage = "test" if test_set else stage
     if stage in ("train", "val") and not config.get("train"):
         return f"optimized_metric={name} needs train=true"
     if stage == "test" and not config.get("test"):
@@ -228,7 +231,9 @@ def optimized_value(name: str | None, metrics: dict[str, float]) -> float | None
 
 def _missing_files(corpus: Any) -> list[Path]:
     """Files of the splits a run needs; a Multi30k test set may be missing (it is optional)."""
-    splits = ("train", "val") if isinstance(corpus, Multi30k) else SPLITS
+    # Multi30k's test sets are optional (absent ones are listed); other corpora's are given
+    # by path, and a missing one is a mistake
+    splits = ("train", "val") if isinstance(corpus, Multi30k) else corpus.split_names()
     sources = [corpus.source(split) for split in splits]
     return [p for s in sources if s is not None for p in s.files if not p.is_file()]
 
