@@ -157,9 +157,11 @@ def optimized_metric_problem(config: Mapping[str, Any], start_step: int = 0) -> 
     # a test set logs under its own name (test_2016_flickr/bleu, ...)
     test_set = stage not in ("train", "val") and metric in ("loss", "ppl", "bleu", "chrf")
     if name not in LOGGED_METRICS and not test_set:
-        return f"optimized_metric={name!r} is not logged by train.py; one of: " + ", ".join(
-            LOGGED_METRICS
-        ) + " (or <test set>/bleu, ... for a named test set)"
+        return (
+            f"optimized_metric={name!r} is not logged by train.py; one of: "
+            + ", ".join(LOGGED_METRICS)
+            + " (or <test set>/bleu, ... for a named test set)"
+        )
     stage = "test" if test_set else stage
     if stage in ("train", "val") and not config.get("train"):
         return f"optimized_metric={name} needs train=true"
