@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from transformer_mt.formats import load_model
-from transformer_mt.formats.card import model_card, run_directory
+from transformer_mt.formats.card import model_card, run_directory, with_measured_decoding
 from transformer_mt.utils.config_check import check_config
 from transformer_mt.utils.errors import exit_on_user_error
 
@@ -32,6 +32,8 @@ def main(cfg: DictConfig) -> None:
         raise FileNotFoundError(f"scores=: no such file(s): {', '.join(missing)}")
     ckpt = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
     loaded = load_model(ckpt_path=ckpt, model_dir=cfg.model_dir, average_last=cfg.average_last)
+    if scores:  # the decoding the card's scores were measured with, kept with the model
+        loaded.info = with_measured_decoding(loaded.info, scores[0])
     checkpoints = loaded.info.provenance.get("checkpoints") or []
     run_dir = run_directory(checkpoints[-1]) if checkpoints else None
     name = cfg.name or Path(cfg.out).name

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from transformer_mt.data.synthetic import synthetic_pairs
 from transformer_mt.decoding import BeamSearch
 from transformer_mt.formats import load_model
 from transformer_mt.inference import TorchBackend, Translator
@@ -124,6 +125,22 @@ def test_export_from_a_checkpoint_translates_bit_identically(
     assert from_release.stdout == from_ckpt.stdout and from_ckpt.stdout.count("\n") == 24
     again = run("export.py", f"ckpt_path={ckpt}", f"out={release}", cwd=tmp_path)
     assert again.returncode != 0 and "exists and is not empty" in again.stderr
+
+    # scored with evaluate.py, exported again with the scores: the card quotes them with their
+    # signatures, and config.json keeps the decoding they were measured with
+    reference = tmp_path / "ref.txt"
+    reference.write_text("\n".join(t for _, t in synthetic_pairs(12, 1)) + "\n", encoding="utf-8")
+    scored = run("evaluate.py", f"model_dir={release}", f"input={source}",
+                 f"reference={reference}", f"output_dir={tmp_path / 'eval'}",
+                 "decoding.beam_size=3", cwd=tmp_path)  # fmt: skip
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    scores = json.loads((tmp_path / "eval" / "scores.json").read_text(encoding="utf-8"))
+    result = run("export.py", f"ckpt_path={ckpt}", f"out={release}", "force=true",
+                 f"scores=[{tmp_path / 'eval' / 'scores.json'}]", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (release / "README.md").read_text(encoding="utf-8")
+    assert f"{scores['bleu']:.2f}" in card and scores["bleu_signature"] in card
+    assert json.loads((release / "config.json").read_text())["decoding"]["beam_size"] == 3
 
 
 def test_explain_takes_chinese_text_as_typed(tmp_path):

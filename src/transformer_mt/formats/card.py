@@ -4,12 +4,20 @@ config and `evaluate.py`'s scores.json files; nothing is typed by hand."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import yaml
 
-from transformer_mt.formats.info import LoadedModel
+from transformer_mt.formats.info import LoadedModel, ModelInfo
+
+
+def with_measured_decoding(info: ModelInfo, scores: Path) -> ModelInfo:
+    """`info` with the decoding settings of an `evaluate.py` scores.json (what the card's
+    figures were measured with; `benchmarks/released_models.py` re-scores with them)."""
+    decoding = json.loads(scores.read_text(encoding="utf-8")).get("decoding")
+    return dataclasses.replace(info, decoding=decoding) if decoding else info
 
 
 def run_directory(checkpoint: str | Path) -> Path | None:
@@ -48,9 +56,10 @@ def _training(loaded: LoadedModel, run_dir: Path | None) -> list[str]:
     if run_dir is None:
         return lines
     overrides = run_dir / ".hydra" / "overrides.yaml"
-    if overrides.is_file():
-        args = " ".join(yaml.safe_load(overrides.read_text()) or [])
-        lines.append(f"- Trained with: `python train.py {args}`")
+    if overrides.is_file():  # hydra.* only placed the run's folder on the training machine
+        given = yaml.safe_load(overrides.read_text()) or []
+        args = [a for a in given if not a.startswith("hydra.")]
+        lines.append(f"- Trained with: `python train.py {' '.join(args)}`")
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     corpus = (config.get("data") or {}).get("corpus") or {}
     target = str(corpus.get("_target_", "")).rsplit(".", 1)[-1]
