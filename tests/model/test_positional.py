@@ -16,7 +16,7 @@ from transformer_mt.model.positional import (
 )
 
 
-def test_sinusoidal_equals_the_papers_formula_and_grows_on_demand():
+def test_sinusoidal_equals_the_papers_formula_past_its_table_too():
     d_model = 16
     encoding = SinusoidalPositionalEncoding(d_model, initial_positions=8)
     length = 20  # longer than the initial table
@@ -29,6 +29,7 @@ def test_sinusoidal_equals_the_papers_formula_and_grows_on_demand():
     zeros = torch.zeros(1, length, d_model)
     assert_close(encoding(zeros)[0], expected)
     assert_close(encoding(zeros[:, :3], offset=15)[0], expected[15:18])
+    assert encoding.table.shape == (8, d_model)  # the table itself never changes
 
 
 def test_learned_positions_past_the_table_are_an_error():
@@ -53,7 +54,7 @@ def test_rotary_matches_complex_rotation_keeps_norms_and_is_relative():
     d_k = 8
     rope = RotaryPositionalEncoding(d_k, initial_positions=4)
     x = torch.randn(1, 1, 1, d_k)
-    for position in (0, 3, 11):  # 11 forces the tables to grow
+    for position in (0, 3, 11):  # 11 is past the tables: computed for that call
         rotated = rope.rotary(1, position).rotate(x)
         assert_close(rotated[0, 0, 0], rotate_complex(x[0, 0, 0], position))
         assert_close(rotated.norm(), x.norm())
@@ -63,6 +64,7 @@ def test_rotary_matches_complex_rotation_keeps_norms_and_is_relative():
     def score(m: int, n: int) -> torch.Tensor:
         return (rope.rotary(1, m).rotate(q) * rope.rotary(1, n).rotate(k)).sum()
 
+    assert rope.cos_table.shape == (4, d_k)
     assert_close(score(5, 2), score(13, 10))
     assert_close(score(0, 7), score(20, 27))
     assert not torch.allclose(score(5, 2), score(5, 4))

@@ -55,6 +55,24 @@ class Batch:
         )  # fmt: skip
 
 
+def clip_to_positions(batch: Batch, limit: int) -> tuple[Batch, list[int]]:
+    """`batch` with every sequence cut to `limit` positions (a source keeps its final EOS),
+    and the line numbers of the pairs that were cut. Validation is never filtered by length
+    (BLEU covers every line), but a model with a learned position table cannot represent more
+    than `limit` positions: its over-long lines are scored on what fits."""
+    src_len = batch.src_ids.ne(PAD_ID).sum(dim=1)  # (B,)
+    tgt_len = batch.tgt_out_ids.ne(PAD_ID).sum(dim=1)
+    cut = (src_len > limit) | (tgt_len > limit)
+    if not bool(cut.any()):
+        return batch, []
+    src = batch.src_ids[:, :limit].clone()
+    src[src_len > limit, limit - 1] = EOS_ID
+    tgt_out = batch.tgt_out_ids[:, :limit]
+    clipped = Batch(src, batch.tgt_in_ids[:, :limit], tgt_out, batch.indices,
+                    int(tgt_out.ne(PAD_ID).sum()))  # fmt: skip
+    return clipped, batch.indices[cut].tolist()
+
+
 def _gather_padded(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int):
     """Rows tokens[starts[i] : starts[i] + lengths[i]] padded with PAD_ID to `width`."""
     cols = np.arange(width)

@@ -63,7 +63,8 @@ class TransformerConfig:
     pos_enc: str = "sinusoidal"
     """Position signal: sinusoidal | learned | rope | alibi | relative | none."""
     max_positions: int = 1024
-    """Rows of the learned position table (sinusoidal and rope tables grow on demand)."""
+    """Rows of the position table: the limit of learned positions; for sinusoidal and rope the
+    precomputed rows (positions past them are computed on the fly)."""
     relative_num_buckets: int = 32
     """T5 relative attention: number of distance buckets."""
     relative_max_distance: int = 128

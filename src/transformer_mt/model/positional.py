@@ -12,11 +12,14 @@ of tokens already decoded):
 Kinds:
 
 - `sinusoidal`: the paper's PE(pos, 2i) = sin(pos / 10000^(2i/d_model)),
-  PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)); a fixed, non-persistent buffer that grows on
-  demand.
+  PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)); a fixed, non-persistent buffer of
+  `max_positions` rows, built once. Positions past it are computed on the fly for that call
+  and never stored: a buffer that changed shape (or was rebuilt under `torch.inference_mode`
+  during validation) would break DDP's buffer broadcast and every later backward pass.
 - `learned`: an absolute (max_positions, d_model) table; positions past it are an error.
 - `rope`: rotary embeddings (Su et al., 2021) on Q and K of every self-attention, so q.k depends
-  on the relative offset only. Keys are cached already rotated.
+  on the relative offset only. Keys are cached already rotated. The cos/sin tables are built
+  once, like the sinusoids; positions past them are computed on the fly.
 - `alibi`: bias -m_h * |i - j| with head slopes m_h from Press et al. (2022). In the decoder the
   causal mask hides j > i, so this is exactly the paper's causal ALiBi; in the encoder the same
   symmetric |i - j| penalises both directions equally (our choice, as in bidirectional ALiBi
@@ -86,7 +89,8 @@ def sinusoid_table(num_positions: int, dim: int, device: torch.device | None = N
 
 
 class SinusoidalPositionalEncoding(PositionalEncoding):
-    """The paper's fixed sinusoids (section 3.5), recomputed larger when a longer input comes."""
+    """The paper's fixed sinusoids (section 3.5): a table built once, positions past it
+    computed on the fly (the same formula) without changing the table."""
 
     def __init__(self, d_model: int, initial_positions: int = 1024) -> None:
         super().__init__()
@@ -95,9 +99,10 @@ class SinusoidalPositionalEncoding(PositionalEncoding):
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
         end = offset + x.size(1)
-        if end > self.table.size(0):
-            self.table = sinusoid_table(max(end, 2 * self.table.size(0)), self.d_model, x.device)
-        return x + self.table[offset:end].to(x.dtype)
+        if end <= self.table.size(0):
+            return x + self.table[offset:end].to(x.dtype)
+        table = sinusoid_table(end, self.d_model, x.device)  # this call only
+        return x + table[offset:end].to(x.dtype)
 
 
 class LearnedPositionalEncoding(PositionalEncoding):
@@ -120,26 +125,29 @@ class LearnedPositionalEncoding(PositionalEncoding):
 
 
 class RotaryPositionalEncoding(PositionalEncoding):
-    """RoPE: frequencies base^(-2i/d_k), tables cached and grown on demand."""
+    """RoPE: frequencies base^(-2i/d_k); cos/sin tables built once, positions past them
+    computed on the fly without changing the tables."""
 
     def __init__(self, d_k: int, base: float = 10000.0, initial_positions: int = 1024) -> None:
         super().__init__()
         inv_freq = base ** (-torch.arange(0, d_k, 2, dtype=torch.float32) / d_k)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
-        self._build(initial_positions)
+        cos, sin = self._angles(0, initial_positions)
+        self.register_buffer("cos_table", cos, persistent=False)
+        self.register_buffer("sin_table", sin, persistent=False)
 
-    def _build(self, num_positions: int) -> None:
-        position = torch.arange(num_positions, dtype=torch.float32, device=self.inv_freq.device)
+    def _angles(self, start: int, end: int) -> tuple[Tensor, Tensor]:
+        """cos and sin (end - start, d_k) of positions start..end-1, rotate-half layout."""
+        position = torch.arange(start, end, dtype=torch.float32, device=self.inv_freq.device)
         angles = position[:, None] * self.inv_freq  # (P, d_k/2)
-        angles = torch.cat((angles, angles), dim=-1)  # (P, d_k), rotate-half layout
-        self.register_buffer("cos_table", angles.cos(), persistent=False)
-        self.register_buffer("sin_table", angles.sin(), persistent=False)
+        angles = torch.cat((angles, angles), dim=-1)  # (P, d_k)
+        return angles.cos(), angles.sin()
 
     def rotary(self, q_len: int, offset: int = 0) -> Rotary:
         end = offset + q_len
-        if end > self.cos_table.size(0):
-            self._build(max(end, 2 * self.cos_table.size(0)))
-        return Rotary(self.cos_table[offset:end], self.sin_table[offset:end])
+        if end <= self.cos_table.size(0):
+            return Rotary(self.cos_table[offset:end], self.sin_table[offset:end])
+        return Rotary(*self._angles(offset, end))  # this call only
 
 
 def alibi_slopes(num_heads: int) -> list[float]:

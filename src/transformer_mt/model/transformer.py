@@ -26,6 +26,16 @@ from transformer_mt.model.state import (
 )
 
 
+def compute_dtype(reference: Tensor) -> torch.dtype:
+    """The dtype matmuls run in: autocast's (bf16 under `trainer=gpu`) when it is on for this
+    device, else the reference tensor's. Caches and additive biases are kept in it, so no
+    step casts them again (and a bf16 cache takes half the memory of an fp32 one)."""
+    device = reference.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return reference.dtype
+
+
 def _final_norm(config: TransformerConfig) -> nn.Module:
     """Pre-norm leaves the residual stream un-normalised, so each stack ends with a LayerNorm."""
     return nn.LayerNorm(config.d_model) if config.norm_first else nn.Identity()
@@ -58,7 +68,7 @@ class Encoder(nn.Module):
         mask = attend_mask(padding)  # (B, 1, 1, S) bool
         bias = self.positional.attention_bias(length, length)
         if bias is not None:  # fold padding into the additive bias: (B, h, S, S)
-            mask = torch.where(mask, bias[None], float("-inf"))
+            mask = torch.where(mask, bias[None], float("-inf")).to(compute_dtype(x))
         rotary = self.positional.rotary(length)
         for layer in self.layers:
             x = layer(x, mask, rotary)
@@ -89,7 +99,7 @@ class Decoder(nn.Module):
         length = tgt_in_ids.size(1)
         x = self.dropout(self.positional(self.embedding(tgt_in_ids)))
         bias = self.positional.attention_bias(length, length)
-        self_mask = None if bias is None else _with_causal(bias)  # (1, h, T, T)
+        self_mask = None if bias is None else _with_causal(bias).to(compute_dtype(x))  # (1,h,T,T)
         cross_mask = attend_mask(enc.src_key_padding_mask)  # (B, 1, 1, S)
         rotary = self.positional.rotary(length)
         for layer in self.layers:
@@ -118,7 +128,10 @@ class Decoder(nn.Module):
         # contiguously (~25% faster than through a transposed view)
         cross_k = torch.stack(keys).transpose(-2, -1).contiguous().transpose(-2, -1)
         cross_v = torch.stack(values)  # (L, Bs, h, S, d_k)
-        store = KVStore(len(self.layers), rows, self.num_heads, self.d_k, memory, capacity)
+        # the cache holds what the projections produce: bf16 under autocast, not the memory's
+        # fp32 (LayerNorm outputs stay fp32 under autocast)
+        like = memory.new_empty(0, dtype=compute_dtype(memory))
+        store = KVStore(len(self.layers), rows, self.num_heads, self.d_k, like, capacity)
         caches = [
             LayerKV(store, index, layer.self_attn.stacked_qkv())
             for index, layer in enumerate(self.layers)
@@ -133,7 +146,7 @@ class Decoder(nn.Module):
         position = state.step
         x = self.dropout(self.positional(self.embedding(prev_tokens[:, None]), position))
         bias = self.positional.attention_bias(1, position + 1, position)  # past keys only
-        self_mask = None if bias is None else bias[None]  # (1, h, 1, t + 1)
+        self_mask = None if bias is None else bias[None].to(compute_dtype(x))  # (1, h, 1, t+1)
         rotary = self.positional.rotary(1, position)
         for index, layer in enumerate(self.layers):
             x = layer(

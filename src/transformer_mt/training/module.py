@@ -20,7 +20,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from transformer_mt.constants import PAD_ID
-from transformer_mt.data.batching import Batch
+from transformer_mt.data.batching import Batch, clip_to_positions
 from transformer_mt.data.tokenizer import Tokenizer
 from transformer_mt.decoding import GreedySearch, Search
 from transformer_mt.model import Transformer, TransformerConfig
@@ -111,8 +111,21 @@ class TranslationModule(L.LightningModule):
         checkpoint["tokenizer"] = self.tokenizer.to_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "tokenizer" in checkpoint:
-            self.tokenizer = Tokenizer.from_state(checkpoint["tokenizer"])
+        """Take the checkpoint's tokenizer; on a resume, refuse one that differs from the data
+        module's (the corpus would be encoded with other pieces and ids than the weights
+        learned, and BLEU decoded with yet another)."""
+        if "tokenizer" not in checkpoint:
+            return
+        saved = Tokenizer.from_state(checkpoint["tokenizer"])
+        mine = None if self.tokenizer is None else self.tokenizer.fingerprint()
+        if mine is not None and saved.fingerprint() != mine:
+            raise ValueError(
+                f"the checkpoint was trained with another tokenizer (sha256 "
+                f"{saved.fingerprint()[:12]}) than the data module's ({mine[:12]}): "
+                "resume with the data settings of the run that wrote it (data.tokenizer.*, "
+                "data.train_pairs, the same corpus files)"
+            )
+        self.tokenizer = saved
 
     def on_fit_start(self) -> None:
         """Word2Vec rows go in at the start of a fresh run; a resumed run keeps its weights.
@@ -204,6 +217,14 @@ class TranslationModule(L.LightningModule):
         self._decoded[stage] = []
 
     def _eval_step(self, batch: Batch, stage: str) -> None:
+        limit = self.model.config.position_limit
+        if limit is not None:
+            batch, cut = clip_to_positions(batch, limit)
+            if cut:
+                log.warning(
+                    "%s lines %s are longer than the model's %d positions: scored on their "
+                    "first %d tokens", stage, cut, limit, limit,
+                )  # fmt: skip
         loss_sum, nll_sum = self._losses(batch)
         step_sums = torch.stack([loss_sum.double(), nll_sum.double()])
         tokens = torch.tensor([batch.num_tgt_tokens], dtype=torch.float64, device=self.device)

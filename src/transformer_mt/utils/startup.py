@@ -9,11 +9,13 @@ Each check names the option, the value and what to do.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -115,7 +117,42 @@ def range_errors(config: Mapping[str, Any]) -> list[str]:
     max_len, max_tokens = _select(config, "data.max_len"), _select(config, "data.max_tokens")
     if _count(1)(max_len) and _count(1)(max_tokens) and max_len > max_tokens:
         errors.append(f"data.max_len={max_len} exceeds data.max_tokens={max_tokens}: no pair fits")
+    errors += _position_errors(config, max_len)
+    errors += device_errors(config.get("trainer") or {})
     return errors
+
+
+def device_errors(trainer: Mapping[str, Any]) -> list[str]:
+    """An accelerator this machine lacks, or more devices than it has (before any data work:
+    Lightning would only say so after the data is prepared)."""
+    accelerator, devices = trainer.get("accelerator"), trainer.get("devices")
+    if accelerator in ("gpu", "cuda"):
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if available == 0:
+            return [f"trainer.accelerator={accelerator} but this machine has no CUDA GPU: "
+                    "train on the CPU with trainer=default"]  # fmt: skip
+        kind = "GPU"
+    elif accelerator == "cpu":
+        available, kind = os.cpu_count() or 1, "CPU core"
+    else:
+        return []
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > available:
+        return [f"trainer.devices={devices} but this machine has {available} {kind}(s): use "
+                f"trainer.devices={available} or fewer (-1 takes them all)"]  # fmt: skip
+    return []
+
+
+def _position_errors(config: Mapping[str, Any], max_len: Any) -> list[str]:
+    """A learned position table shorter than the training pairs it must represent."""
+    rows = _select(config, "model.max_positions")
+    learned = _select(config, "model.pos_enc") == "learned"
+    if learned and _count(1)(rows) and _count(1)(max_len) and rows < max_len:
+        return [
+            f"model.max_positions={rows} is below data.max_len={max_len}: learned positions "
+            f"cannot represent the longer training pairs; raise model.max_positions to at "
+            f"least {max_len} or lower data.max_len"
+        ]
+    return []
 
 
 def missing_values(cfg: DictConfig) -> list[str]:
