@@ -10,6 +10,7 @@ from transformer_mt.constants import BOS_ID, EOS_ID, PAD_ID
 from transformer_mt.data.batching import Batch, clip_to_positions
 from transformer_mt.data.synthetic import synthetic_pairs
 from transformer_mt.utils.config_check import ConfigError
+from transformer_mt.utils.errors import StartupError
 
 from .conftest import compose_config
 
@@ -90,9 +91,9 @@ def test_resume_refuses_a_data_module_with_another_tokenizer(train_entry, files,
 def test_devices_the_machine_lacks_are_refused_at_start(train_entry, files, tmp_path, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     cfg = compose_config("train", overrides(files, tmp_path, "trainer=gpu"))
-    with pytest.raises(ConfigError, match="no CUDA GPU: train on the CPU with trainer=default"):
+    with pytest.raises(StartupError, match="no CUDA GPU: train on the CPU with trainer=default"):
         train_entry.train(cfg)
     cfg = compose_config("train", overrides(files, tmp_path, "trainer.devices=4096"))
-    with pytest.raises(ConfigError, match=r"trainer.devices=4096 but this machine has \d+ CPU"):
+    with pytest.raises(StartupError, match=r"trainer.devices=4096 but this machine has \d+ CPU"):
         train_entry.train(cfg)
     assert not (tmp_path / "cache").exists()

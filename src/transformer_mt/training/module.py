@@ -36,6 +36,13 @@ from transformer_mt.training.metrics import corpus_scores, gather_translations
 
 log = logging.getLogger(__name__)
 
+TOKEN_UNIT = 1000.0
+"""`training_step` returns the summed loss divided by this constant (the same on every rank and
+micro-batch, which keeps the loss of order 1 for fp16's range); `on_before_optimizer_step`
+then rescales the accumulated gradients so that an update's gradient is that of its whole
+global batch's summed loss divided by the batch's target-token count, as fairseq normalizes,
+whatever the split into ranks and micro-batches."""
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
@@ -83,6 +90,7 @@ class TranslationModule(L.LightningModule):
         self._decoded: dict[str, list[tuple[int, str]]] = {}
         self.embedding_init = EmbeddingInit(**(embedding_init or {}))
         self._frozen_tables: list[PretrainedTable] = []
+        self._update_tokens = 0  # target tokens of this rank's micro-batches since the last step
 
     # ---- data and checkpoints -------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -170,9 +178,24 @@ class TranslationModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss_sum, _ = self._losses(batch)
-        loss = loss_sum / max(batch.num_tgt_tokens, 1)  # per target token
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch.num_tgt_tokens)
-        return loss
+        self._update_tokens += batch.num_tgt_tokens
+        per_token = loss_sum.detach() / max(batch.num_tgt_tokens, 1)
+        self.log("train/loss", per_token, prog_bar=True, batch_size=batch.num_tgt_tokens)
+        return loss_sum / TOKEN_UNIT
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        """Token-weighted gradients: Lightning divided each micro-batch's loss by
+        accumulate_grad_batches and DDP averaged over the ranks, so multiplying by
+        accumulate * world * TOKEN_UNIT / (target tokens of the update, summed over ranks)
+        leaves sum(loss) / tokens over the global batch. Runs before gradient clipping."""
+        tokens = torch.tensor(float(self._update_tokens), device=self.device)
+        total = float(self.trainer.strategy.reduce(tokens, reduce_op="sum"))
+        self._update_tokens = 0
+        scale = self.trainer.accumulate_grad_batches * self.trainer.world_size * TOKEN_UNIT
+        scale /= max(total, 1.0)
+        for parameter in self.parameters():
+            if parameter.grad is not None:
+                parameter.grad.mul_(scale)
 
     def configure_optimizers(self) -> dict[str, Any]:
         if self.optimizer_factory is None:

@@ -118,7 +118,6 @@ def range_errors(config: Mapping[str, Any]) -> list[str]:
     if _count(1)(max_len) and _count(1)(max_tokens) and max_len > max_tokens:
         errors.append(f"data.max_len={max_len} exceeds data.max_tokens={max_tokens}: no pair fits")
     errors += _position_errors(config, max_len)
-    errors += device_errors(config.get("trainer") or {})
     return errors
 
 
@@ -246,6 +245,8 @@ def preflight(cfg: DictConfig) -> int:
     step, every corpus file; leftovers of killed checkpoint saves are removed. Returns the
     update training starts from."""
     container = OmegaConf.to_container(cfg, resolve=True)
+    if problems := device_errors(container.get("trainer") or {}):  # this machine's devices
+        raise StartupError("; ".join(problems))
     step = resume_step(container)
     if problem := optimized_metric_problem(container, step):
         raise StartupError(problem)
