@@ -20,6 +20,7 @@ from transformer_mt.formats import LoadedModel
 from transformer_mt.model import TransformerConfig
 from transformer_mt.training.embedding_init import EmbeddingInit, split_model_config
 from transformer_mt.training.module import TranslationModule
+from transformer_mt.training.preemption import preempted
 from transformer_mt.training.pretrained import load_start, split_init_from, start_fields
 from transformer_mt.utils.config_check import ConfigError, check_config
 from transformer_mt.utils.errors import exit_on_user_error
@@ -110,7 +111,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("%s", run_header(cfg, tree))
     check(cfg)
     try:
-        preflight(cfg)
+        ckpt_path = preflight(cfg)
     except NothingToTrain as done:
         log.info("%s", done)
         return {}
@@ -129,8 +130,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     log_hyperparameters(loggers, cfg)
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if preempted(trainer):  # saved, and requeued on SLURM: the next start goes on
+        log.info("output directory: %s (preempted; start again to resume)", cfg.paths.output_dir)
+        return {}
     for name, reason in datamodule.missing_test_splits.items():
         log.warning("test set %s absent, not scored: %s", name, reason)
     if cfg.test and datamodule.test_splits:

@@ -209,14 +209,26 @@ def optimized_metric_problem(config: Mapping[str, Any], start_step: int = 0) -> 
     return None
 
 
-def resume_step(config: Mapping[str, Any]) -> int:
-    """The update a ``ckpt_path=`` resume starts from (0 without one), after verifying the
+def resume_path(config: Mapping[str, Any]) -> str | None:
+    """The checkpoint a run resumes from: ``ckpt_path``, else (``auto_resume``) the run
+    directory's own ``checkpoints/last.ckpt`` when a previous start of this job left one."""
+    if config.get("ckpt_path"):
+        return str(config["ckpt_path"])
+    output_dir = (config.get("paths") or {}).get("output_dir")
+    last = Path(output_dir) / "checkpoints" / "last.ckpt" if output_dir else None
+    if config.get("auto_resume") and config.get("train", True) and last and last.is_file():
+        log.info("auto_resume: resuming from %s (this run directory's last checkpoint)", last)
+        return str(last)
+    return None
+
+
+def resume_step(config: Mapping[str, Any], ckpt: str | None = None) -> int:
+    """The update a resume from `ckpt` starts from (0 without one), after verifying the
     checkpoint: an unsafe, damaged or foreign file stops here, before any data is prepared.
 
     Raises:
         FileNotFoundError / CheckpointError: naming the file; NothingToTrain: already done.
     """
-    ckpt = config.get("ckpt_path")
     if not ckpt or ckpt in LIGHTNING_CHOICES:
         return 0  # Lightning finds the file; AtomicCheckpointIO still verifies it on load
     path = Path(ckpt)
@@ -239,22 +251,23 @@ def resume_step(config: Mapping[str, Any]) -> int:
     return step
 
 
-def preflight(cfg: DictConfig) -> int:
-    """train.py's checks that read files, still before any data is prepared: the resume
-    checkpoint (verified: an unsafe or damaged one stops here), validation reachable from its
-    step, every corpus file; leftovers of killed checkpoint saves are removed. Returns the
-    update training starts from."""
+def preflight(cfg: DictConfig) -> str | None:
+    """train.py's checks that read files, still before any data is prepared: this machine's
+    devices, the resume checkpoint (verified: an unsafe or damaged one stops here), validation
+    reachable from its step, every corpus file; leftovers of killed checkpoint saves are
+    removed. Returns the checkpoint to resume from (`resume_path`), or None."""
     container = OmegaConf.to_container(cfg, resolve=True)
     if problems := device_errors(container.get("trainer") or {}):  # this machine's devices
         raise StartupError("; ".join(problems))
-    step = resume_step(container)
+    ckpt = resume_path(container)
+    step = resume_step(container, ckpt)
     if problem := optimized_metric_problem(container, step):
         raise StartupError(problem)
     check_data_files(cfg)
     for callback in (container.get("callbacks") or {}).values():
         if isinstance(callback, dict) and callback.get("dirpath"):
             remove_stale_temporaries(Path(callback["dirpath"]))
-    return step
+    return ckpt
 
 
 def optimized_value(name: str | None, metrics: dict[str, float]) -> float | None:
