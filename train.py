@@ -29,6 +29,8 @@ from transformer_mt.utils.run import (
     instantiate_callbacks,
     instantiate_loggers,
     log_hyperparameters,
+    one_distributed_job,
+    route_ddp_children_to_this_job,
     run_header,
     save_config_tree,
     task_wrapper,
@@ -104,8 +106,13 @@ def build_module(cfg: DictConfig, start: LoadedModel | None = None) -> Translati
 
 @task_wrapper
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and test when the data has a test split); return the logged metrics, or nothing
-    when the resumed checkpoint has no update left to train."""
+    """Fit (and test when the data has test sets); return the logged metrics, or nothing
+    when the resumed checkpoint has no update left to train (or the run was preempted)."""
+    with one_distributed_job():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     tree = Path(cfg.paths.output_dir) / "config_tree.log"
     save_config_tree(cfg, tree)
     log.info("%s", run_header(cfg, tree))
@@ -118,6 +125,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if "wandb" in (cfg.get("logger") or {}):
         default_wandb_offline()
     L.seed_everything(cfg.seed, workers=True)
+    route_ddp_children_to_this_job()
     start = load_start(OmegaConf.select(cfg, "model.init_from"))
     # a pretrained model's corpus is encoded with its own tokenizer (its pieces and ids)
     datamodule = instantiate(cfg.data, **({"tokenizer": start.tokenizer} if start else {}))

@@ -286,8 +286,10 @@ class TranslationModule(L.LightningModule):
         scores = corpus_scores(hyps, refs, bleu_tokenize=self.hparams.bleu_tokenize)
         self.log(f"{stage}/bleu", scores.bleu, sync_dist=False, prog_bar=stage == "val")
         self.log(f"{stage}/chrf", scores.chrf, sync_dist=False)
+        self.log(f"{stage}/ter", scores.ter, sync_dist=False)
         signatures = {f"sacrebleu/{stage}_bleu": scores.bleu_signature,
-                      f"sacrebleu/{stage}_chrf": scores.chrf_signature}  # fmt: skip
+                      f"sacrebleu/{stage}_chrf": scores.chrf_signature,
+                      f"sacrebleu/{stage}_ter": scores.ter_signature}  # fmt: skip
         for logger in self.loggers:
             logger.log_hyperparams(signatures)
         if self.trainer.is_global_zero:

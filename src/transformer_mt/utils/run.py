@@ -1,12 +1,13 @@
 """Run bookkeeping for the entry points: config tree, callbacks and loggers, W&B lifecycle."""
 
+import contextlib
 import functools
 import io
 import logging
 import netrc
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -129,3 +130,67 @@ def log_hyperparameters(loggers: Sequence[Logger], cfg: DictConfig) -> None:
     params = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
         logger.log_hyperparams(params)
+
+
+def ddp_child_command(local_rank: int) -> tuple[list[str], str]:
+    """The command Lightning's DDP launcher starts each further rank with, under Hydra.
+
+    Lightning's own (`subprocess_script._hydra_subprocess_cmd`) repeats the parent's
+    ``sys.argv`` with ``hydra.run.dir`` set: in a ``-m`` multirun that argv still holds ``-m``
+    and the sweep, so every second rank started the whole sweep again, and ``run.dir`` is not
+    the job's directory. This one runs exactly this job: its own overrides, in run mode, into
+    the job's output directory (one directory per job, not per rank).
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd, to_absolute_path
+
+    import __main__
+
+    hydra_config = HydraConfig.get()
+    script = (
+        [sys.executable, to_absolute_path(sys.argv[0])]
+        if __main__.__spec__ is None
+        else [sys.executable, "-m", __main__.__spec__.name]
+    )
+    overrides = list(hydra_config.overrides.task)
+    placement = [
+        f"hydra.run.dir={hydra_config.runtime.output_dir}",
+        f"hydra.job.name=train_ddp_process_{local_rank}",
+        "hydra.output_subdir=null",
+    ]
+    return [*script, *overrides, *placement], get_original_cwd()
+
+
+def route_ddp_children_to_this_job() -> None:
+    """Make Lightning start further DDP ranks with `ddp_child_command` (both its launchers,
+    Fabric's and the Trainer's, hold their own reference to the function)."""
+    from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+    from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
+
+    for launcher in (fabric_launcher, trainer_launcher):
+        launcher._hydra_subprocess_cmd = ddp_child_command  # noqa: SLF001
+
+
+DISTRIBUTED_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE",
+                         "RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK")  # fmt: skip
+
+
+@contextlib.contextmanager
+def one_distributed_job() -> Iterator[None]:
+    """Within the block, this job may start DDP; after it, its process group is destroyed and
+    the environment variables Lightning set for it (LOCAL_RANK, MASTER_PORT, ...) are undone,
+    so the next job of a ``-m`` multirun in this process starts its own ranks again."""
+    import torch.distributed as dist
+
+    before = {key: os.environ.get(key) for key in DISTRIBUTED_VARIABLES}
+    was_initialized = dist.is_available() and dist.is_initialized()
+    try:
+        yield
+    finally:
+        if not was_initialized and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

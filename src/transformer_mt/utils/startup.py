@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 # what TranslationModule logs into trainer.callback_metrics (train.py returns one of them)
 LOGGED_METRICS = ("train/loss",) + tuple(
-    f"{stage}/{name}" for stage in ("val", "test") for name in ("loss", "ppl", "bleu", "chrf")
+    f"{stage}/{name}"
+    for stage in ("val", "test")
+    for name in ("loss", "ppl", "bleu", "chrf", "ter")
 )
 # ckpt_path values Lightning resolves itself ("last": the newest last.ckpt of the callbacks)
 LIGHTNING_CHOICES = ("last", "best", "hpc", "registry")
@@ -191,7 +193,7 @@ def optimized_metric_problem(config: Mapping[str, Any], start_step: int = 0) -> 
         return None
     stage, _, metric = name.partition("/")
     # a test set logs under its own name (test_2016_flickr/bleu, ...)
-    test_set = stage not in ("train", "val") and metric in ("loss", "ppl", "bleu", "chrf")
+    test_set = stage not in ("train", "val") and metric in ("loss", "ppl", "bleu", "chrf", "ter")
     if name not in LOGGED_METRICS and not test_set:
         return (
             f"optimized_metric={name!r} is not logged by train.py; one of: "
